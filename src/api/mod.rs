@@ -1,0 +1,129 @@
+//! Operation handlers, one module per resource family. Handlers take typed
+//! input and return typed output; they never see HTTP (the envelope in
+//! [`crate::protocol`] does that) and own the transaction of any change.
+
+pub mod pipelines;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::App;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::target::Operation;
+
+/// The context of one authenticated call.
+#[derive(Clone)]
+pub struct Cx {
+    pub app: Arc<App>,
+    pub account_id: String,
+}
+
+impl Cx {
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.app.pool
+    }
+
+    pub fn region(&self) -> &str {
+        &self.app.config.region
+    }
+}
+
+/// Routes a validated body to its operation's handler.
+pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Value, ApiError> {
+    use Operation::*;
+    match operation {
+        CreatePipeline => call(cx, input, pipelines::create_pipeline).await,
+        GetPipeline => call(cx, input, pipelines::get_pipeline).await,
+        UpdatePipeline => call(cx, input, pipelines::update_pipeline).await,
+        DeletePipeline => call(cx, input, pipelines::delete_pipeline).await,
+        ListPipelines => call(cx, input, pipelines::list_pipelines).await,
+        AcknowledgeJob
+        | AcknowledgeThirdPartyJob
+        | CreateCustomActionType
+        | DeleteCustomActionType
+        | DeleteWebhook
+        | DeregisterWebhookWithThirdParty
+        | DisableStageTransition
+        | EnableStageTransition
+        | GetActionType
+        | GetJobDetails
+        | GetPipelineExecution
+        | GetPipelineState
+        | GetThirdPartyJobDetails
+        | ListActionExecutions
+        | ListActionTypes
+        | ListDeployActionExecutionTargets
+        | ListPipelineExecutions
+        | ListRuleExecutions
+        | ListRuleTypes
+        | ListTagsForResource
+        | ListWebhooks
+        | OverrideStageCondition
+        | PollForJobs
+        | PollForThirdPartyJobs
+        | PutActionRevision
+        | PutApprovalResult
+        | PutJobFailureResult
+        | PutJobSuccessResult
+        | PutThirdPartyJobFailureResult
+        | PutThirdPartyJobSuccessResult
+        | PutWebhook
+        | RegisterWebhookWithThirdParty
+        | RetryStageExecution
+        | RollbackStage
+        | StartPipelineExecution
+        | StopPipelineExecution
+        | TagResource
+        | UntagResource
+        | UpdateActionType => Err(ApiError::new(
+            ErrorCode::NotImplementedException,
+            format!("{} is not implemented by this server yet", operation.name()),
+        )),
+    }
+}
+
+/// Deserialises the input shape, runs the handler, serialises the output.
+async fn call<I, O, F, Fut>(cx: Cx, input: Value, handler: F) -> Result<Value, ApiError>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(Cx, I) -> Fut,
+    Fut: Future<Output = Result<O, ApiError>>,
+{
+    let input: I = serde_json::from_value(input).map_err(|e| ApiError::serialization(e.to_string()))?;
+    let output = handler(cx, input).await?;
+    serde_json::to_value(output).map_err(ApiError::internal)
+}
+
+/// Timestamps go out as epoch seconds with milliseconds, as AWS sends them.
+pub fn epoch_seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// Opaque pagination tokens: the sort key of the last item returned.
+pub mod page_token {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use crate::protocol::error::{ApiError, ErrorCode};
+
+    pub fn encode(key: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("v1:{key}"))
+    }
+
+    pub fn decode(token: Option<&str>) -> Result<Option<String>, ApiError> {
+        let Some(token) = token else { return Ok(None) };
+        URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("v1:").map(str::to_owned))
+            .map(Some)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidNextTokenException, "The next token is not valid."))
+    }
+}

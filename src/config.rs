@@ -1,0 +1,216 @@
+//! Command line and configuration. Every flag is also an environment variable:
+//!
+//! | flag | variable | default |
+//! |---|---|---|
+//! | `--listen` | `MILLRACE_LISTEN` | `127.0.0.1:8080` |
+//! | `--database-url` | `DATABASE_URL` | none: run the embedded cluster |
+//! | `--data-dir` | `MILLRACE_DATA_DIR` | `./millrace-data` |
+//! | `--master-key` | `MILLRACE_MASTER_KEY` | `<data-dir>/master.key`, created on first start |
+//! | `--region` | `MILLRACE_REGION` | `us-east-1` |
+//! | `--dev` | `MILLRACE_DEV` | on in embedded mode |
+//! | `--allow-insecure-dev` | `MILLRACE_ALLOW_INSECURE_DEV` | off |
+//! | — | `MILLRACE_DEV_ACCESS_KEY_ID` / `MILLRACE_DEV_SECRET_ACCESS_KEY` | `test` / `test` |
+//! | `--max-body-bytes` | `MILLRACE_MAX_BODY_BYTES` | 4 MiB |
+//! | `--request-timeout-secs` | `MILLRACE_REQUEST_TIMEOUT_SECS` | 30 |
+//!
+//! The configuration is parsed once at start and passed down as a value;
+//! nothing reads the environment after that.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::crypto::SecretBox;
+
+#[derive(Parser, Debug)]
+#[command(name = "millrace", version, about = "A self-hosted CI/CD control plane that speaks the AWS CodePipeline API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the API server.
+    Serve(ServeArgs),
+    /// Manage accounts and access keys directly in the database (works whether or not the server runs).
+    Admin(AdminArgs),
+}
+
+/// Where the data lives; shared by `serve` and `admin`.
+#[derive(Args, Debug, Clone)]
+pub struct StorageArgs {
+    /// PostgreSQL URL. Without it, a private cluster is run under the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for the embedded cluster and the generated master key.
+    #[arg(long, env = "MILLRACE_DATA_DIR", default_value = "./millrace-data")]
+    pub data_dir: PathBuf,
+    /// Base64 of 32 bytes that encrypts stored secret keys. Replicas sharing a database must share it.
+    #[arg(long, env = "MILLRACE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[arg(long, env = "MILLRACE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The region the server answers for; requests must be signed for it.
+    #[arg(long, env = "MILLRACE_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Create the development account 000000000000 with access key `test`/`test`.
+    #[arg(long, env = "MILLRACE_DEV")]
+    pub dev: bool,
+    /// Allow --dev on an address other than loopback.
+    #[arg(long, env = "MILLRACE_ALLOW_INSECURE_DEV")]
+    pub allow_insecure_dev: bool,
+    #[arg(long, env = "MILLRACE_DEV_ACCESS_KEY_ID", default_value = "test", hide = true)]
+    pub dev_access_key_id: String,
+    #[arg(long, env = "MILLRACE_DEV_SECRET_ACCESS_KEY", default_value = "test", hide = true, hide_env_values = true)]
+    pub dev_secret_access_key: String,
+    /// Requests with larger bodies are refused.
+    #[arg(long, env = "MILLRACE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// A request still running after this long is answered with an error.
+    #[arg(long, env = "MILLRACE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an account (tenant) with one access key; prints {"accountId","accessKeyId","secretAccessKey"}.
+    CreateAccount {
+        #[arg(long)]
+        name: String,
+        /// 12 digits; random when omitted.
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// Add an access key to an account; prints the same JSON as create-account.
+    CreateAccessKey {
+        #[arg(long)]
+        account_id: String,
+    },
+    /// Print every account and its access key ids as JSON lines.
+    ListAccounts,
+    /// Revoke an access key.
+    DeleteAccessKey {
+        #[arg(long)]
+        access_key_id: String,
+    },
+}
+
+/// Credentials of the development account, created at start when enabled.
+#[derive(Clone)]
+pub struct DevCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for DevCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub region: String,
+    pub dev: Option<DevCredentials>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults suitable for tests and embedding: loopback on any port, no dev account.
+    pub fn for_tests() -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("loopback address"),
+            region: "us-east-1".into(),
+            dev: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> anyhow::Result<Config> {
+        // Dev credentials are public knowledge; the embedded default is a
+        // laptop setup, so it gets them unless a real database is named.
+        let dev = self.dev || self.storage.database_url.is_none();
+        if dev && !self.listen.ip().is_loopback() && !self.allow_insecure_dev {
+            bail!(
+                "refusing to serve the development account (access key `{}`) on non-loopback address {}: \
+                 listen on 127.0.0.1, use DATABASE_URL without --dev, or pass --allow-insecure-dev",
+                self.dev_access_key_id,
+                self.listen
+            );
+        }
+        if self.region.is_empty() {
+            bail!("--region must not be empty");
+        }
+        Ok(Config {
+            listen: self.listen,
+            region: self.region.clone(),
+            dev: dev.then(|| DevCredentials {
+                access_key_id: self.dev_access_key_id.clone(),
+                secret_access_key: self.dev_secret_access_key.clone(),
+            }),
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+        })
+    }
+}
+
+impl StorageArgs {
+    /// The configured master key, or the one kept in `<data-dir>/master.key`
+    /// (created with mode 0600 on first use).
+    pub fn secret_box(&self) -> anyhow::Result<SecretBox> {
+        // An empty value (e.g. `MILLRACE_MASTER_KEY=` from compose) means unset.
+        if let Some(key) = self.master_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            return SecretBox::from_base64(key).context("MILLRACE_MASTER_KEY");
+        }
+        let path = self.data_dir.join("master.key");
+        let key = read_or_create_key(&path)?;
+        SecretBox::from_base64(&key).with_context(|| format!("{}", path.display()))
+    }
+}
+
+fn read_or_create_key(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(key) = std::fs::read_to_string(path) {
+        return Ok(key);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let key = SecretBox::generate_key_base64();
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => {
+            f.write_all(key.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+            Ok(key)
+        }
+        // Another process (an admin command next to the server) won the race.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}

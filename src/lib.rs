@@ -1,0 +1,79 @@
+//! Millrace: a self-hosted CI/CD control plane that speaks the AWS
+//! CodePipeline API (AWS JSON 1.1, SigV4) on PostgreSQL.
+//!
+//! `main.rs` only parses the command line; tests build the same [`App`] and
+//! [`router`] and serve them on an ephemeral port.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod protocol;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use config::Config;
+use crypto::SecretBox;
+
+/// Everything a request handler may use, built once at start.
+pub struct App {
+    pub pool: PgPool,
+    pub secrets: SecretBox,
+    pub config: Config,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", post(protocol::handle))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+/// Ready when the database answers.
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    match sqlx::query("select 1").execute(&app.pool).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}
+
+/// A bound, not yet running server: tests read `local_addr` before serving.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+}
+
+impl Server {
+    pub async fn bind(app: App) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(app.config.listen).await?;
+        Ok(Server { listener, app: Arc::new(app) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let router = router(self.app);
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! PostgreSQL access: connecting (to a named server or the embedded
+//! cluster), migrations, and one module of SQL per table family. Store
+//! functions take a connection or transaction and never commit: the caller
+//! owns the transaction.
+
+pub mod accounts;
+pub mod embedded;
+pub mod pipelines;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::StorageArgs;
+use embedded::EmbeddedPostgres;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// An open database, and the embedded cluster behind it when there is one
+/// (stopped when this is dropped, if this process started it).
+pub struct Database {
+    pub pool: PgPool,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    pub async fn open(storage: &StorageArgs) -> anyhow::Result<Database> {
+        let (url, embedded) = match &storage.database_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let data_dir = storage.data_dir.clone();
+                let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir)).await??;
+                (pg.database_url("millrace"), Some(pg))
+            }
+        };
+        let pool = connect(&url).await?;
+        Ok(Database { pool, embedded })
+    }
+
+    /// Closes the pool, then stops the embedded cluster if we started it.
+    pub async fn close(mut self) {
+        self.pool.close().await;
+        if let Some(mut pg) = self.embedded.take() {
+            let _ = tokio::task::spawn_blocking(move || pg.stop()).await;
+        }
+    }
+}
+
+/// Connects and brings the schema up to date. Migrations take an advisory
+/// lock, so replicas starting together apply them once.
+pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    MIGRATOR.run(&pool).await.context("applying database migrations")?;
+    Ok(pool)
+}
+
+/// The name of a violated constraint, for mapping unique violations to API
+/// errors without a racy SELECT-then-INSERT.
+pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}

@@ -1,0 +1,341 @@
+//! Shared test setup: one PostgreSQL per test process, a fresh database per
+//! test, the real server on 127.0.0.1:0, and the official SDK as the client.
+//!
+//! Database, in order of preference: `DATABASE_URL` (a server we may create
+//! databases on), else the embedded cluster mechanism the server itself uses
+//! (under `target/tmp`), else a testcontainers PostgreSQL when Docker runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::config::{BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig};
+use millrace::config::Config;
+use millrace::crypto::SecretBox;
+use millrace::store::accounts;
+use millrace::store::embedded::EmbeddedPostgres;
+use millrace::{App, Server};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{OnceCell, oneshot};
+
+pub const REGION: &str = "us-east-1";
+
+/// A URL for a maintenance database on the test PostgreSQL server.
+async fn server_url() -> &'static str {
+    static URL: OnceCell<String> = OnceCell::const_new();
+    URL.get_or_init(|| async {
+        let url = match std::env::var("DATABASE_URL") {
+            Ok(url) => url,
+            Err(_) => match EmbeddedPostgres::find_bin_dir() {
+                Ok(_) => embedded_url(),
+                Err(_) => container_url().await,
+            },
+        };
+        drop_stale_databases(&url).await;
+        url
+    })
+    .await
+}
+
+fn embedded_url() -> String {
+    static PG: Mutex<Option<EmbeddedPostgres>> = Mutex::new(None);
+    // The test harness leaves through process::exit, which runs no Drop for
+    // statics: stop the cluster from an atexit hook instead.
+    extern "C" fn stop_cluster() {
+        if let Some(mut pg) = PG.lock().ok().and_then(|mut g| g.take()) {
+            let _ = pg.stop();
+        }
+    }
+    let mut guard = PG.lock().unwrap();
+    let pg = guard.get_or_insert_with(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-pg");
+        let pg = EmbeddedPostgres::start(&dir).expect("starting the embedded test cluster");
+        unsafe { libc::atexit(stop_cluster) };
+        pg
+    });
+    pg.database_url("postgres")
+}
+
+async fn container_url() -> String {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::testcontainers::ImageExt;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    static CONTAINER: OnceLock<testcontainers_modules::testcontainers::ContainerAsync<Postgres>> = OnceLock::new();
+    let container = Postgres::default()
+        .with_tag("16.4-alpine")
+        .start()
+        .await
+        .expect("no DATABASE_URL, no PostgreSQL binaries and no Docker: nothing to test against");
+    let port = container.get_host_port_ipv4(5432).await.expect("container port");
+    let _ = CONTAINER.set(container);
+    format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres")
+}
+
+const TEST_DB_PREFIX: &str = "millrace_test_";
+
+/// Databases of earlier runs; this run's are dropped by the next one.
+async fn drop_stale_databases(url: &str) {
+    let mut conn = PgConnection::connect(url).await.expect("connecting to the test server");
+    let names: Vec<(String,)> = sqlx::query_as("select datname from pg_database where datname like $1")
+        .bind(format!("{TEST_DB_PREFIX}%"))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    for (name,) in names {
+        let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)")).execute(&mut conn).await;
+    }
+}
+
+/// Replaces the database name of a `postgres://…/<db>[?…]` URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix = match base.find("://").map(|i| i + 3).and_then(|s| base[s..].find('/').map(|j| s + j)) {
+        Some(slash) => &base[..slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+pub async fn fresh_database_url() -> String {
+    let url = server_url().await;
+    let name = format!("{TEST_DB_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(url).await.expect("connecting to the test server");
+    sqlx::query(&format!("create database \"{name}\"")).execute(&mut conn).await.unwrap();
+    with_database(url, &name)
+}
+
+#[derive(Clone, Debug)]
+pub struct TestAccount {
+    pub account_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub database_url: String,
+    pub master_key: String,
+    secrets: SecretBox,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(Config::for_tests()).await
+    }
+
+    pub async fn start_with(config: Config) -> TestServer {
+        let database_url = fresh_database_url().await;
+        Self::start_on(database_url, config).await
+    }
+
+    /// Another server on the same database (a second replica).
+    pub async fn start_on(database_url: String, config: Config) -> TestServer {
+        let master_key = SecretBox::generate_key_base64();
+        Self::start_full(database_url, master_key, config).await
+    }
+
+    pub async fn start_full(database_url: String, master_key: String, config: Config) -> TestServer {
+        let pool = millrace::store::connect(&database_url).await.expect("connecting and migrating");
+        let secrets = SecretBox::from_base64(&master_key).unwrap();
+        let app = App { pool: pool.clone(), secrets: secrets.clone(), config };
+        let server = Server::bind(app).await.expect("binding 127.0.0.1:0");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestServer { addr, pool, database_url, master_key, secrets, _shutdown: tx }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A new tenant with one access key, created as `admin create-account` does.
+    pub async fn account(&self, name: &str) -> TestAccount {
+        let mut conn = self.pool.acquire().await.unwrap();
+        let key = accounts::create_account(&mut conn, &self.secrets, name, None).await.unwrap();
+        TestAccount { account_id: key.account_id, access_key_id: key.access_key_id, secret_access_key: key.secret_access_key }
+    }
+
+    pub fn client(&self, account: &TestAccount) -> Client {
+        self.client_with(&account.access_key_id, &account.secret_access_key, None)
+    }
+
+    /// A client whose clock is `skew` away from ours (for expired signatures).
+    pub fn client_with(&self, access_key_id: &str, secret: &str, skew: Option<Duration>) -> Client {
+        let mut builder = aws_sdk_codepipeline::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(access_key_id, secret, None, None, "test"))
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled());
+        if let Some(skew) = skew {
+            builder = builder.time_source(SkewedClock(skew));
+        }
+        Client::from_conf(builder.build())
+    }
+}
+
+/// A client clock running `.0` behind ours.
+#[derive(Debug)]
+struct SkewedClock(Duration);
+
+impl aws_smithy_async::time::TimeSource for SkewedClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now() - self.0
+    }
+}
+
+/// The `__type` the SDK decoded from an error.
+pub fn error_code<E, R>(err: &aws_sdk_codepipeline::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_codepipeline::error::ProvideErrorMetadata,
+{
+    use aws_sdk_codepipeline::error::ProvideErrorMetadata;
+    err.code().unwrap_or("<none>").to_owned()
+}
+
+pub fn error_message<E, R>(err: &aws_sdk_codepipeline::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_codepipeline::error::ProvideErrorMetadata,
+{
+    use aws_sdk_codepipeline::error::ProvideErrorMetadata;
+    err.message().unwrap_or("").to_owned()
+}
+
+/// A raw HTTP exchange, for requests no SDK would send.
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends `POST /` with the given headers and body over a plain socket.
+pub async fn raw_post(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("POST / HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    // Chunked bodies are not expected: the server sets content-length.
+    RawResponse { status, headers, body: body.to_owned() }
+}
+
+/// Headers of a request signed like the SDKs sign one, with our SigV4 code
+/// (itself checked against AWS's published test suite).
+pub fn signed_headers(
+    addr: SocketAddr,
+    account: &TestAccount,
+    target: &str,
+    body: &[u8],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, String)> {
+    use millrace::protocol::sigv4;
+    let amz_date = at.format("%Y%m%dT%H%M%SZ").to_string();
+    let mut headers = axum_headers(&[
+        ("content-type", "application/x-amz-json-1.1"),
+        ("host", &addr.to_string()),
+        ("x-amz-date", &amz_date),
+        ("x-amz-target", target),
+    ]);
+    let signed: Vec<String> = ["content-type", "host", "x-amz-date", "x-amz-target"].map(String::from).to_vec();
+    let credential = sigv4::Credential {
+        access_key_id: account.access_key_id.clone(),
+        date: at.format("%Y%m%d").to_string(),
+        region: REGION.into(),
+        service: "codepipeline".into(),
+    };
+    let creq = sigv4::canonical_request("POST", "/", "", &headers, &signed, &sigv4::sha256_hex(body));
+    let sts = sigv4::string_to_sign(&amz_date, &credential, &creq);
+    let key = sigv4::signing_key(&account.secret_access_key, &credential.date, REGION, "codepipeline");
+    let signature = sigv4::sign(&key, &sts);
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential={}/{}/{}/codepipeline/aws4_request, SignedHeaders={}, Signature={}",
+        account.access_key_id,
+        credential.date,
+        REGION,
+        signed.join(";"),
+        signature
+    );
+    headers.insert("authorization", authorization.parse().unwrap());
+    headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned())).collect()
+}
+
+fn axum_headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
+    let mut map = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        map.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    map
+}
+
+
+/// A small valid two-stage pipeline of custom actions.
+pub fn simple_pipeline(name: &str) -> aws_sdk_codepipeline::types::PipelineDeclaration {
+    use aws_sdk_codepipeline::types::*;
+    let action = |name: &str, category: ActionCategory, input: Option<&str>, output: Option<&str>| {
+        let mut b = ActionDeclaration::builder()
+            .name(name)
+            .action_type_id(
+                ActionTypeId::builder()
+                    .category(category)
+                    .owner(ActionOwner::Custom)
+                    .provider("Millrace")
+                    .version("1")
+                    .build()
+                    .unwrap(),
+            )
+            .run_order(1);
+        if let Some(i) = input {
+            b = b.input_artifacts(InputArtifact::builder().name(i).build().unwrap());
+        }
+        if let Some(o) = output {
+            b = b.output_artifacts(OutputArtifact::builder().name(o).build().unwrap());
+        }
+        b.build().unwrap()
+    };
+    PipelineDeclaration::builder()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline")
+        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts-bucket").build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(action("Fetch", ActionCategory::Source, None, Some("src"))).build().unwrap())
+        .stages(StageDeclaration::builder().name("Build").actions(action("Compile", ActionCategory::Build, Some("src"), None)).build().unwrap())
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,9 @@
+//! The one integration-test binary: the real server over HTTP, a real
+//! PostgreSQL, and the official `aws-sdk-codepipeline` client.
+
+mod admin;
+mod auth;
+mod helpers;
+mod isolation;
+mod pipelines;
+mod protocol;
