@@ -4,6 +4,7 @@
 //! owns the transaction.
 
 pub mod accounts;
+pub mod action_types;
 pub mod embedded;
 pub mod pipelines;
 
