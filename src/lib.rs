@@ -5,6 +5,7 @@
 //! [`router`] and serve them on an ephemeral port.
 
 pub mod api;
+pub mod pipeline;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -2,6 +2,7 @@
 //! input and return typed output; they never see HTTP (the envelope in
 //! [`crate::protocol`] does that) and own the transaction of any change.
 
+pub mod action_types;
 pub mod pipelines;
 
 use std::future::Future;
@@ -42,21 +43,22 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         UpdatePipeline => call(cx, input, pipelines::update_pipeline).await,
         DeletePipeline => call(cx, input, pipelines::delete_pipeline).await,
         ListPipelines => call(cx, input, pipelines::list_pipelines).await,
+        CreateCustomActionType => call(cx, input, action_types::create_custom_action_type).await,
+        DeleteCustomActionType => call(cx, input, action_types::delete_custom_action_type).await,
+        ListActionTypes => call(cx, input, action_types::list_action_types).await,
+        GetActionType => call(cx, input, action_types::get_action_type).await,
+        UpdateActionType => call(cx, input, action_types::update_action_type).await,
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
-        | CreateCustomActionType
-        | DeleteCustomActionType
         | DeleteWebhook
         | DeregisterWebhookWithThirdParty
         | DisableStageTransition
         | EnableStageTransition
-        | GetActionType
         | GetJobDetails
         | GetPipelineExecution
         | GetPipelineState
         | GetThirdPartyJobDetails
         | ListActionExecutions
-        | ListActionTypes
         | ListDeployActionExecutionTargets
         | ListPipelineExecutions
         | ListRuleExecutions
@@ -79,13 +81,16 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         | StartPipelineExecution
         | StopPipelineExecution
         | TagResource
-        | UntagResource
-        | UpdateActionType => Err(ApiError::new(
+        | UntagResource => Err(ApiError::new(
             ErrorCode::NotImplementedException,
             format!("{} is not implemented by this server yet", operation.name()),
         )),
     }
 }
+
+/// The output of operations whose output shape is empty.
+#[derive(Serialize)]
+pub struct Empty {}
 
 /// Deserialises the input shape, runs the handler, serialises the output.
 async fn call<I, O, F, Fut>(cx: Cx, input: Value, handler: F) -> Result<Value, ApiError>

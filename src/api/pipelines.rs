@@ -6,20 +6,34 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Cx, epoch_seconds, page_token};
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+use super::action_types::{lock_account, types_for_account};
+use super::{Cx, Empty, epoch_seconds, page_token};
+use crate::pipeline::action_types::{ActionType, SECRET_MASK};
+use crate::pipeline::{ActionTypeId, PipelineDeclaration, validate};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::pipelines::{self, PipelineRow};
+
+/// Quota: pipelines per account (DIGEST §5.1).
+pub const MAX_PIPELINES: i64 = 1000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePipelineInput {
     pipeline: Value,
+    #[serde(default)]
+    tags: Vec<Value>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePipelineOutput {
     pipeline: Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -61,9 +75,6 @@ pub struct UpdatePipelineOutput {
 pub struct DeletePipelineInput {
     name: String,
 }
-
-#[derive(Serialize)]
-pub struct Empty {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,11 +120,99 @@ fn not_found(name: &str) -> ApiError {
     ApiError::new(ErrorCode::PipelineNotFoundException, format!("Account does not have a pipeline with name '{name}'"))
 }
 
-/// Errors: ValidationException, PipelineNameInUseException.
+/// Parses the typed view and applies the structure rules against the
+/// action types this account may use.
+async fn check_structure(
+    cx: &Cx,
+    conn: &mut PgConnection,
+    pipeline: &Value,
+) -> Result<HashMap<ActionTypeId, ActionType>, ApiError> {
+    let typed: PipelineDeclaration =
+        serde_json::from_value(pipeline.clone()).map_err(|e| ApiError::serialization(format!("pipeline: {e}")))?;
+    let types = types_for_account(conn, &cx.account_id, false).await?;
+    validate::validate(&typed, &types, cx.region())?;
+    Ok(types)
+}
+
+/// The configuration values of `pipeline` whose property is secret for the
+/// action's type, as (stage, action, key) → value.
+fn secret_values(pipeline: &Value, types: &HashMap<ActionTypeId, ActionType>) -> Vec<((String, String, String), String)> {
+    let mut found = Vec::new();
+    for stage in pipeline["stages"].as_array().into_iter().flatten() {
+        for action in stage["actions"].as_array().into_iter().flatten() {
+            let Ok(id) = serde_json::from_value::<ActionTypeId>(action["actionTypeId"].clone()) else { continue };
+            let Some(t) = types.get(&id) else { continue };
+            for (key, value) in action["configuration"].as_object().into_iter().flatten() {
+                if t.is_secret(key) {
+                    let at = (stage["name"].as_str().unwrap_or_default().to_owned(), action["name"].as_str().unwrap_or_default().to_owned(), key.clone());
+                    found.push((at, value.as_str().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Replaces every secret configuration value with the mask. Only the job
+/// APIs ever show secrets.
+fn mask_secrets(mut pipeline: Value, types: &HashMap<ActionTypeId, ActionType>) -> Value {
+    let secrets = secret_values(&pipeline, types);
+    for ((stage, action, key), _) in secrets {
+        if let Some(v) = config_value_mut(&mut pipeline, &stage, &action, &key) {
+            *v = Value::String(SECRET_MASK.into());
+        }
+    }
+    pipeline
+}
+
+fn config_value_mut<'a>(pipeline: &'a mut Value, stage: &str, action: &str, key: &str) -> Option<&'a mut Value> {
+    pipeline["stages"]
+        .as_array_mut()?
+        .iter_mut()
+        .find(|s| s["name"] == stage)?["actions"]
+        .as_array_mut()?
+        .iter_mut()
+        .find(|a| a["name"] == action)?["configuration"]
+        .get_mut(key)
+}
+
+/// An update that sends the mask back for a secret keeps the stored value of
+/// the same stage, action and key.
+fn restore_masked_secrets(mut pipeline: Value, previous: &Value, types: &HashMap<ActionTypeId, ActionType>) -> Value {
+    let old: HashMap<_, _> = secret_values(previous, types).into_iter().collect();
+    for (at, value) in secret_values(&pipeline, types) {
+        if value == SECRET_MASK {
+            if let (Some(kept), Some(slot)) = (old.get(&at), config_value_mut(&mut pipeline, &at.0, &at.1, &at.2)) {
+                *slot = Value::String(kept.clone());
+            }
+        }
+    }
+    pipeline
+}
+
+async fn count_pipelines(conn: &mut PgConnection, account_id: &str) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) = sqlx::query_as("select count(*) from pipeline where account_id = $1")
+        .bind(account_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
+/// Errors: ValidationException, PipelineNameInUseException, InvalidStructureException,
+/// InvalidStageDeclarationException, InvalidActionDeclarationException,
+/// InvalidBlockerDeclarationException, LimitExceededException.
 pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<CreatePipelineOutput, ApiError> {
     let pipeline = with_version(input.pipeline, 1);
     let name = name_of(&pipeline).to_owned();
     let mut tx = cx.pool().begin().await?;
+    let types = check_structure(&cx, &mut tx, &pipeline).await?;
+    lock_account(&mut tx, &cx.account_id, "pipeline").await?;
+    if count_pipelines(&mut tx, &cx.account_id).await? >= MAX_PIPELINES {
+        return Err(ApiError::new(
+            ErrorCode::LimitExceededException,
+            format!("The number of pipelines in this account has reached the limit of {MAX_PIPELINES}"),
+        ));
+    }
     if !pipelines::insert(&mut tx, &cx.account_id, &name, &pipeline).await? {
         return Err(ApiError::new(
             ErrorCode::PipelineNameInUseException,
@@ -121,7 +220,7 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
         ));
     }
     tx.commit().await?;
-    Ok(CreatePipelineOutput { pipeline })
+    Ok(CreatePipelineOutput { pipeline: mask_secrets(pipeline, &types), tags: input.tags })
 }
 
 /// Errors: ValidationException, PipelineNotFoundException, PipelineVersionNotFoundException.
@@ -137,25 +236,31 @@ pub async fn get_pipeline(cx: Cx, input: GetPipelineInput) -> Result<GetPipeline
         return Err(not_found(&input.name));
     };
     let PipelineRow { name, declaration, created_at, updated_at, .. } = row;
+    let types = types_for_account(&mut conn, &cx.account_id, true).await?;
     Ok(GetPipelineOutput {
         metadata: PipelineMetadata {
             pipeline_arn: pipeline_arn(&cx, &name),
             created: epoch_seconds(created_at),
             updated: epoch_seconds(updated_at),
         },
-        pipeline: declaration,
+        pipeline: mask_secrets(declaration, &types),
     })
 }
 
-/// Errors: ValidationException, PipelineNotFoundException.
+/// Errors: ValidationException, PipelineNotFoundException, and the structure
+/// errors of CreatePipeline.
 pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<UpdatePipelineOutput, ApiError> {
     let name = name_of(&input.pipeline).to_owned();
     let mut tx = cx.pool().begin().await?;
-    let row = pipelines::insert_next_version(&mut tx, &cx.account_id, &name, |v| with_version(input.pipeline.clone(), v))
+    let previous = pipelines::get(&mut tx, &cx.account_id, &name, None).await?.ok_or_else(|| not_found(&name))?;
+    let all_types = types_for_account(&mut tx, &cx.account_id, true).await?;
+    let pipeline = restore_masked_secrets(input.pipeline, &previous.declaration, &all_types);
+    check_structure(&cx, &mut tx, &pipeline).await?;
+    let row = pipelines::insert_next_version(&mut tx, &cx.account_id, &name, |v| with_version(pipeline.clone(), v))
         .await?
         .ok_or_else(|| not_found(&name))?;
     tx.commit().await?;
-    Ok(UpdatePipelineOutput { pipeline: row.declaration })
+    Ok(UpdatePipelineOutput { pipeline: mask_secrets(row.declaration, &all_types) })
 }
 
 /// Deleting a pipeline that does not exist succeeds, as in AWS.

@@ -306,36 +306,34 @@ fn axum_headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
 }
 
 
-/// A small valid two-stage pipeline of custom actions.
+/// A small valid two-stage pipeline of built-in actions (S3 source, CodeBuild).
 pub fn simple_pipeline(name: &str) -> aws_sdk_codepipeline::types::PipelineDeclaration {
     use aws_sdk_codepipeline::types::*;
-    let action = |name: &str, category: ActionCategory, input: Option<&str>, output: Option<&str>| {
-        let mut b = ActionDeclaration::builder()
-            .name(name)
-            .action_type_id(
-                ActionTypeId::builder()
-                    .category(category)
-                    .owner(ActionOwner::Custom)
-                    .provider("Millrace")
-                    .version("1")
-                    .build()
-                    .unwrap(),
-            )
-            .run_order(1);
-        if let Some(i) = input {
-            b = b.input_artifacts(InputArtifact::builder().name(i).build().unwrap());
-        }
-        if let Some(o) = output {
-            b = b.output_artifacts(OutputArtifact::builder().name(o).build().unwrap());
-        }
-        b.build().unwrap()
+    let type_id = |category: ActionCategory, provider: &str| {
+        ActionTypeId::builder().category(category).owner(ActionOwner::Aws).provider(provider).version("1").build().unwrap()
     };
+    let source = ActionDeclaration::builder()
+        .name("Fetch")
+        .action_type_id(type_id(ActionCategory::Source, "S3"))
+        .configuration("S3Bucket", "sources")
+        .configuration("S3ObjectKey", "app.zip")
+        .output_artifacts(OutputArtifact::builder().name("src").build().unwrap())
+        .build()
+        .unwrap();
+    let build = ActionDeclaration::builder()
+        .name("Compile")
+        .action_type_id(type_id(ActionCategory::Build, "CodeBuild"))
+        .configuration("ProjectName", "app")
+        .input_artifacts(InputArtifact::builder().name("src").build().unwrap())
+        .run_order(1)
+        .build()
+        .unwrap();
     PipelineDeclaration::builder()
         .name(name)
         .role_arn("arn:aws:iam::123456789012:role/pipeline")
         .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts-bucket").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(action("Fetch", ActionCategory::Source, None, Some("src"))).build().unwrap())
-        .stages(StageDeclaration::builder().name("Build").actions(action("Compile", ActionCategory::Build, Some("src"), None)).build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
+        .stages(StageDeclaration::builder().name("Build").actions(build).build().unwrap())
         .build()
         .unwrap()
 }
