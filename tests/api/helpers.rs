@@ -337,3 +337,30 @@ pub fn simple_pipeline(name: &str) -> aws_sdk_codepipeline::types::PipelineDecla
         .build()
         .unwrap()
 }
+
+/// Creates custom action type `<category>/Custom/<provider>/1` with the given
+/// (name, required, secret, queryable) properties and 0–5 artifacts each way.
+pub async fn custom_action_type(client: &Client, category: &str, provider: &str, properties: &[(&str, bool, bool, bool)]) {
+    use aws_sdk_codepipeline::types::{ActionCategory, ActionConfigurationProperty, ArtifactDetails};
+    let artifacts = || ArtifactDetails::builder().minimum_count(0).maximum_count(5).build();
+    let mut request = client
+        .create_custom_action_type()
+        .category(ActionCategory::from(category))
+        .provider(provider)
+        .version("1")
+        .input_artifact_details(artifacts())
+        .output_artifact_details(artifacts());
+    for &(name, required, secret, queryable) in properties {
+        request = request.configuration_properties(
+            ActionConfigurationProperty::builder()
+                .name(name)
+                .required(required)
+                .key(true)
+                .secret(secret)
+                .queryable(queryable)
+                .build()
+                .unwrap(),
+        );
+    }
+    request.send().await.unwrap();
+}

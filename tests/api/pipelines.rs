@@ -104,3 +104,40 @@ async fn racing_updates_each_get_their_own_version() {
     versions.sort();
     assert_eq!(versions, (2..=9).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_250_pipeline_list_pages_without_gaps_or_repeats() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    let creates = (0..250).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move { client.create_pipeline().pipeline(simple_pipeline(&format!("pipe-{i}"))).send().await.unwrap() })
+    });
+    for c in creates.collect::<Vec<_>>() {
+        c.await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let page = client.list_pipelines().max_results(40).set_next_token(token).send().await.unwrap();
+        pages += 1;
+        seen.extend(page.pipelines().iter().map(|p| p.name().unwrap().to_owned()));
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 7);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 250);
+    assert_eq!(seen, unique, "pages come in one stable order");
+    let first = client.list_pipelines().max_results(1).send().await.unwrap();
+    let summary = &first.pipelines()[0];
+    assert_eq!(summary.pipeline_type().map(|t| t.as_str()), Some("V1"));
+    assert_eq!(summary.execution_mode().map(|m| m.as_str()), Some("SUPERSEDED"));
+    assert_eq!(summary.version(), Some(1));
+}
