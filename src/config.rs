@@ -12,6 +12,9 @@
 //! | — | `MILLRACE_DEV_ACCESS_KEY_ID` / `MILLRACE_DEV_SECRET_ACCESS_KEY` | `test` / `test` |
 //! | `--max-body-bytes` | `MILLRACE_MAX_BODY_BYTES` | 4 MiB |
 //! | `--request-timeout-secs` | `MILLRACE_REQUEST_TIMEOUT_SECS` | 30 |
+//! | `--job-ack-timeout-secs` | `MILLRACE_JOB_ACK_TIMEOUT_SECS` | 60 |
+//! | `--job-timeout-secs` | `MILLRACE_JOB_TIMEOUT_SECS` | 86400 |
+//! | `--sweep-interval-ms` | `MILLRACE_SWEEP_INTERVAL_MS` | 1000 |
 //!
 //! The configuration is parsed once at start and passed down as a value;
 //! nothing reads the environment after that.
@@ -79,6 +82,15 @@ pub struct ServeArgs {
     /// A request still running after this long is answered with an error.
     #[arg(long, env = "MILLRACE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// A polled job not acknowledged within this many seconds is queued again with a new nonce.
+    #[arg(long, env = "MILLRACE_JOB_ACK_TIMEOUT_SECS", default_value_t = 60)]
+    pub job_ack_timeout_secs: u64,
+    /// An acknowledged custom job running longer than this times out and fails its action.
+    #[arg(long, env = "MILLRACE_JOB_TIMEOUT_SECS", default_value_t = 24 * 3600)]
+    pub job_timeout_secs: u64,
+    /// How often the sweeper looks for overdue jobs and approvals.
+    #[arg(long, env = "MILLRACE_SWEEP_INTERVAL_MS", default_value_t = 1000)]
+    pub sweep_interval_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +146,9 @@ pub struct Config {
     pub dev: Option<DevCredentials>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub job_ack_timeout: Duration,
+    pub job_timeout: Duration,
+    pub sweep_interval: Duration,
 }
 
 impl Config {
@@ -145,6 +160,9 @@ impl Config {
             dev: None,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            job_ack_timeout: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_millis(200),
         }
     }
 }
@@ -174,6 +192,9 @@ impl ServeArgs {
             }),
             max_body_bytes: self.max_body_bytes,
             request_timeout: Duration::from_secs(self.request_timeout_secs),
+            job_ack_timeout: Duration::from_secs(self.job_ack_timeout_secs),
+            job_timeout: Duration::from_secs(self.job_timeout_secs),
+            sweep_interval: Duration::from_millis(self.sweep_interval_ms.max(10)),
         })
     }
 }

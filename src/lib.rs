@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod engine;
 pub mod protocol;
 pub mod store;
 pub mod telemetry;
@@ -69,12 +70,17 @@ impl Server {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves (and runs the sweeper) until `shutdown` resolves, then
+    /// finishes in-flight requests and the sweeper's current pass.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sweeper = tokio::spawn(engine::sweeper::run(self.app.clone(), stopped));
         let router = router(self.app);
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
+            .await;
+        let _ = stop.send(true);
+        let _ = sweeper.await;
+        Ok(served?)
     }
 }

@@ -3,6 +3,8 @@
 //! [`crate::protocol`] does that) and own the transaction of any change.
 
 pub mod action_types;
+pub mod executions;
+pub mod jobs;
 pub mod pipelines;
 
 use std::future::Future;
@@ -22,6 +24,7 @@ use crate::protocol::target::Operation;
 pub struct Cx {
     pub app: Arc<App>,
     pub account_id: String,
+    pub access_key_id: String,
 }
 
 impl Cx {
@@ -31,6 +34,15 @@ impl Cx {
 
     pub fn region(&self) -> &str {
         &self.app.config.region
+    }
+
+    /// Who made the call, as shown in `lastChangedBy` / `lastUpdatedBy`.
+    pub fn caller_arn(&self) -> String {
+        format!("arn:aws:iam::{}:user/{}", self.account_id, self.access_key_id)
+    }
+
+    pub fn scope<'a>(&'a self, pipeline: &'a str) -> crate::engine::Scope<'a> {
+        crate::engine::Scope { account_id: &self.account_id, region: self.region(), pipeline }
     }
 }
 
@@ -48,38 +60,38 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         ListActionTypes => call(cx, input, action_types::list_action_types).await,
         GetActionType => call(cx, input, action_types::get_action_type).await,
         UpdateActionType => call(cx, input, action_types::update_action_type).await,
-        AcknowledgeJob
-        | AcknowledgeThirdPartyJob
+        StartPipelineExecution => call(cx, input, executions::start_pipeline_execution).await,
+        StopPipelineExecution => call(cx, input, executions::stop_pipeline_execution).await,
+        RetryStageExecution => call(cx, input, executions::retry_stage_execution).await,
+        PutActionRevision => call(cx, input, executions::put_action_revision).await,
+        PutApprovalResult => call(cx, input, executions::put_approval_result).await,
+        DisableStageTransition => call(cx, input, executions::disable_stage_transition).await,
+        EnableStageTransition => call(cx, input, executions::enable_stage_transition).await,
+        GetPipelineState => call(cx, input, executions::get_pipeline_state).await,
+        GetPipelineExecution => call(cx, input, executions::get_pipeline_execution).await,
+        ListPipelineExecutions => call(cx, input, executions::list_pipeline_executions).await,
+        ListActionExecutions => call(cx, input, executions::list_action_executions).await,
+        ListRuleTypes => call(cx, input, executions::list_rule_types).await,
+        ListRuleExecutions => call(cx, input, executions::list_rule_executions).await,
+        ListDeployActionExecutionTargets => call(cx, input, executions::list_deploy_action_execution_targets).await,
+        OverrideStageCondition => call(cx, input, executions::override_stage_condition).await,
+        PollForJobs => call(cx, input, jobs::poll_for_jobs).await,
+        AcknowledgeJob => call(cx, input, jobs::acknowledge_job).await,
+        GetJobDetails => call(cx, input, jobs::get_job_details).await,
+        PutJobSuccessResult => call(cx, input, jobs::put_job_success_result).await,
+        PutJobFailureResult => call(cx, input, jobs::put_job_failure_result).await,
+        AcknowledgeThirdPartyJob
         | DeleteWebhook
         | DeregisterWebhookWithThirdParty
-        | DisableStageTransition
-        | EnableStageTransition
-        | GetJobDetails
-        | GetPipelineExecution
-        | GetPipelineState
         | GetThirdPartyJobDetails
-        | ListActionExecutions
-        | ListDeployActionExecutionTargets
-        | ListPipelineExecutions
-        | ListRuleExecutions
-        | ListRuleTypes
         | ListTagsForResource
         | ListWebhooks
-        | OverrideStageCondition
-        | PollForJobs
         | PollForThirdPartyJobs
-        | PutActionRevision
-        | PutApprovalResult
-        | PutJobFailureResult
-        | PutJobSuccessResult
         | PutThirdPartyJobFailureResult
         | PutThirdPartyJobSuccessResult
         | PutWebhook
         | RegisterWebhookWithThirdParty
-        | RetryStageExecution
         | RollbackStage
-        | StartPipelineExecution
-        | StopPipelineExecution
         | TagResource
         | UntagResource => Err(ApiError::new(
             ErrorCode::NotImplementedException,

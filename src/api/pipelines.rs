@@ -219,6 +219,9 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
             format!("A pipeline with the name '{name}' already exists in this account"),
         ));
     }
+    // As in AWS, a new pipeline runs once straight away.
+    let first = crate::engine::Start::triggered_by("CreatePipeline", Some(cx.caller_arn()));
+    crate::engine::start_execution(&mut tx, cx.scope(&name), 1, first).await?;
     tx.commit().await?;
     Ok(CreatePipelineOutput { pipeline: mask_secrets(pipeline, &types), tags: input.tags })
 }
@@ -259,6 +262,7 @@ pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<Updat
     let row = pipelines::insert_next_version(&mut tx, &cx.account_id, &name, |v| with_version(pipeline.clone(), v))
         .await?
         .ok_or_else(|| not_found(&name))?;
+    crate::engine::cancel_active(&mut tx, cx.scope(&name)).await?;
     tx.commit().await?;
     Ok(UpdatePipelineOutput { pipeline: mask_secrets(row.declaration, &all_types) })
 }

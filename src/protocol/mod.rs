@@ -85,7 +85,7 @@ async fn process(app: &Arc<App>, method: &Method, uri: &Uri, headers: &HeaderMap
 
     let input = parse_json(&body)?;
     model::Model::get().validate_input(operation.name(), &input)?;
-    let cx = Cx { app: app.clone(), account_id: caller.account_id };
+    let cx = Cx { app: app.clone(), account_id: caller.account_id, access_key_id: caller.access_key_id };
     let output = api::dispatch(cx, operation, input).await?;
     Ok(output.to_string())
 }

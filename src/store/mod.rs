@@ -6,6 +6,8 @@
 pub mod accounts;
 pub mod action_types;
 pub mod embedded;
+pub mod executions;
+pub mod jobs;
 pub mod pipelines;
 
 use std::time::Duration;

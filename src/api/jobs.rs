@@ -1,0 +1,313 @@
+//! Job workers for custom action types: PollForJobs, AcknowledgeJob,
+//! GetJobDetails, PutJobSuccessResult, PutJobFailureResult.
+//!
+//! Jobs move Queued → Dispatched (claimed by a poll, which issues a nonce) →
+//! InProgress (acknowledged with that nonce) → Succeeded / Failed / TimedOut.
+//! A dispatched job nobody acknowledges goes back to Queued (the sweeper),
+//! which voids its nonce. These calls are the only ones that show secret
+//! configuration values.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use super::{Cx, Empty};
+use crate::api::executions::parse_timestamp;
+use crate::engine;
+use crate::pipeline::ActionTypeId;
+use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::executions::{self as executions, ActionUpdate};
+use crate::store::jobs::{self, JobRow};
+use crate::store::{action_types as type_store};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollForJobsInput {
+    action_type_id: ActionTypeId,
+    max_batch_size: Option<i64>,
+    #[serde(default)]
+    query_param: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub struct PollForJobsOutput {
+    jobs: Vec<Value>,
+}
+
+fn type_not_found(id: &ActionTypeId) -> ApiError {
+    ApiError::new(ErrorCode::ActionTypeNotFoundException, format!("{id} was not found or has been deleted"))
+}
+
+/// Checks that `id` is a live type of this account with the given owner and
+/// that `query_param` matches its queryable property; returns the value to
+/// match jobs against.
+pub async fn check_poll(cx: &Cx, id: &ActionTypeId, owner: &str, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+    if id.owner != owner {
+        return Err(ApiError::validation(format!(
+            "Jobs of {id} cannot be polled here: only action types owned by {owner} have jobs for this call"
+        )));
+    }
+    let mut conn = cx.pool().acquire().await?;
+    let row = type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))?;
+    match (row.definition.0.queryable_property(), query_param.len()) {
+        (None, 0) => Ok(None),
+        (None, _) => Err(ApiError::validation(format!("{id} has no queryable property, so queryParam must be empty"))),
+        (Some(p), 1) => query_param
+            .get(&p.name)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| ApiError::validation(format!("queryParam must name the queryable property '{}' of {id}", p.name))),
+        (Some(p), _) => Err(ApiError::validation(format!("queryParam must hold exactly the queryable property '{}' of {id}", p.name))),
+    }
+}
+
+/// Errors: ValidationException, ActionTypeNotFoundException.
+pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJobsOutput, ApiError> {
+    let query_value = check_poll(&cx, &input.action_type_id, "Custom", &input.query_param).await?;
+    let mut conn = cx.pool().acquire().await?;
+    let claimed = jobs::claim(&mut conn, &cx.account_id, &input.action_type_id, query_value.as_deref(), input.max_batch_size.unwrap_or(1)).await?;
+    let jobs = claimed
+        .into_iter()
+        .map(|j| json!({"id": j.job_id, "data": j.data, "nonce": j.nonce, "accountId": cx.account_id}))
+        .collect();
+    Ok(PollForJobsOutput { jobs })
+}
+
+fn job_not_found(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::JobNotFoundException, format!("Job '{id}' was not found"))
+}
+
+/// A job of this account, by the id the caller gave.
+pub async fn find_job(cx: &Cx, id: &str) -> Result<JobRow, ApiError> {
+    let uuid = Uuid::parse_str(id).map_err(|_| job_not_found(id))?;
+    let mut conn = cx.pool().acquire().await?;
+    jobs::get(&mut conn, &cx.account_id, uuid).await?.ok_or_else(|| job_not_found(id))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcknowledgeJobInput {
+    job_id: String,
+    nonce: String,
+}
+
+#[derive(Serialize)]
+pub struct AcknowledgeJobOutput {
+    status: String,
+}
+
+/// Acknowledges for the holder of the current nonce. Acknowledging again
+/// answers the job's status, so a worker learns when its job was stopped.
+pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<AcknowledgeJobOutput, ApiError> {
+    let timeout_at = Utc::now() + chrono::Duration::from_std(cx.app.config.job_timeout).map_err(ApiError::internal)?;
+    let mut conn = cx.pool().acquire().await?;
+    if jobs::acknowledge(&mut conn, &cx.account_id, job.job_id, nonce, timeout_at).await? {
+        return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
+    }
+    let now = jobs::get(&mut conn, &cx.account_id, job.job_id).await?.ok_or_else(|| job_not_found(&job.job_id.to_string()))?;
+    if now.nonce.as_deref() != Some(nonce) {
+        return Err(ApiError::new(ErrorCode::InvalidNonceException, "The nonce does not match the job's current nonce"));
+    }
+    Ok(AcknowledgeJobOutput { status: now.status })
+}
+
+/// Errors: ValidationException, InvalidNonceException, JobNotFoundException.
+pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<AcknowledgeJobOutput, ApiError> {
+    let job = find_job(&cx, &input.job_id).await?;
+    if job.owner != "Custom" {
+        return Err(job_not_found(&input.job_id));
+    }
+    acknowledge(&cx, &job, &input.nonce).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetJobDetailsInput {
+    job_id: String,
+}
+
+/// Errors: ValidationException, JobNotFoundException.
+pub async fn get_job_details(cx: Cx, input: GetJobDetailsInput) -> Result<Value, ApiError> {
+    let job = find_job(&cx, &input.job_id).await?;
+    if job.owner != "Custom" {
+        return Err(job_not_found(&input.job_id));
+    }
+    Ok(json!({"jobDetails": {"id": job.job_id, "data": job.data, "accountId": cx.account_id}}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutJobSuccessResultInput {
+    job_id: String,
+    current_revision: Option<Value>,
+    continuation_token: Option<String>,
+    execution_details: Option<ExecutionDetails>,
+    output_variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionDetails {
+    summary: Option<String>,
+    external_execution_id: Option<String>,
+    percent_complete: Option<i32>,
+}
+
+/// Output variables of one action together (DIGEST §5.2).
+const MAX_OUTPUT_VARIABLES_BYTES: usize = 122_880;
+
+fn invalid_state(job: &JobRow) -> ApiError {
+    ApiError::new(ErrorCode::InvalidJobStateException, format!("Job {} is {}, not InProgress", job.job_id, job.status))
+}
+
+/// `{ExternalExecutionId}` and `{Config:Name}` in the type's execution URL template.
+async fn execution_url(cx: &Cx, job: &JobRow, external_id: &str) -> Result<Option<String>, ApiError> {
+    let Ok(id) = serde_json::from_value::<ActionTypeId>(job.data["actionTypeId"].clone()) else { return Ok(None) };
+    let mut conn = cx.pool().acquire().await?;
+    let Some(row) = type_store::get(&mut conn, &cx.account_id, &id).await? else { return Ok(None) };
+    let Some(template) = row.definition.0.settings.and_then(|s| s.execution_url_template) else { return Ok(None) };
+    let mut url = template.replace("{ExternalExecutionId}", external_id);
+    for (k, v) in job.data["actionConfiguration"]["configuration"].as_object().into_iter().flatten() {
+        url = url.replace(&format!("{{Config:{k}}}"), v.as_str().unwrap_or_default());
+    }
+    Ok(Some(url))
+}
+
+/// Completes a job with success, in the pipeline's transaction.
+pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> Result<(), ApiError> {
+    if let Some(vars) = &input.output_variables {
+        if input.continuation_token.is_some() {
+            return Err(ApiError::validation("outputVariables can only be sent with a result that has no continuationToken"));
+        }
+        let size: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_OUTPUT_VARIABLES_BYTES {
+            return Err(ApiError::new(
+                ErrorCode::OutputVariablesSizeExceededException,
+                format!("Output variables total {size} bytes; the limit is {MAX_OUTPUT_VARIABLES_BYTES}"),
+            ));
+        }
+    }
+    let details = input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
+    let url = match &details.external_execution_id {
+        Some(x) => execution_url(cx, job, x).await?,
+        None => None,
+    };
+    let mut tx = cx.pool().begin().await?;
+    executions::lock_pipeline(&mut tx, &cx.account_id, &job.pipeline_name).await?;
+    if !jobs::finish(&mut tx, &cx.account_id, job.job_id, "Succeeded").await? {
+        let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
+        return Err(invalid_state(&now));
+    }
+    let scope = cx.scope(&job.pipeline_name);
+    let revision = input.current_revision.map(|r| {
+        let mut rev = json!({"revisionId": r["revision"], "revisionChangeId": r["changeIdentifier"]});
+        if let Some(c) = parse_timestamp(&r["created"]) {
+            rev["created"] = json!(crate::api::epoch_seconds(c));
+        }
+        if !r["revisionSummary"].is_null() {
+            rev["revisionSummary"] = r["revisionSummary"].clone();
+        }
+        rev
+    });
+    let mut update = ActionUpdate {
+        summary: details.summary.as_deref(),
+        external_execution_id: details.external_execution_id.as_deref(),
+        external_execution_url: url.as_deref(),
+        percent_complete: details.percent_complete,
+        revision,
+        ..Default::default()
+    };
+    match input.continuation_token {
+        Some(token) => {
+            // The action goes on: a new job carries the token to the next poll.
+            let mut data = job.data.clone();
+            data["continuationToken"] = json!(token);
+            let type_id: ActionTypeId = serde_json::from_value(job.data["actionTypeId"].clone()).map_err(ApiError::internal)?;
+            let query_value = jobs::query_value_of(&mut tx, job.job_id).await?;
+            jobs::insert(
+                &mut tx,
+                &jobs::NewJob {
+                    job_id: Uuid::new_v4(),
+                    account_id: &cx.account_id,
+                    pipeline_name: &job.pipeline_name,
+                    execution_id: job.execution_id,
+                    action_execution_id: job.action_execution_id,
+                    type_id: &type_id,
+                    query_value: query_value.as_deref(),
+                    continuation_token: Some(&token),
+                    data,
+                },
+            )
+            .await?;
+            executions::update_action(&mut tx, &cx.account_id, job.action_execution_id, &update).await?;
+        }
+        None => {
+            update.status = Some("Succeeded");
+            if let Some(vars) = input.output_variables {
+                update.output = Some(json!({"outputVariables": vars}));
+            }
+            engine::complete_action(&mut tx, scope, job.action_execution_id, &update).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Errors: ValidationException, JobNotFoundException, InvalidJobStateException,
+/// OutputVariablesSizeExceededException.
+pub async fn put_job_success_result(cx: Cx, input: PutJobSuccessResultInput) -> Result<Empty, ApiError> {
+    let job = find_job(&cx, &input.job_id).await?;
+    if job.owner != "Custom" {
+        return Err(job_not_found(&input.job_id));
+    }
+    succeed(&cx, &job, input).await?;
+    Ok(Empty {})
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutJobFailureResultInput {
+    job_id: String,
+    failure_details: FailureDetails,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureDetails {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+    external_execution_id: Option<String>,
+}
+
+/// Completes a job with failure, in the pipeline's transaction.
+pub async fn fail(cx: &Cx, job: &JobRow, details: FailureDetails) -> Result<(), ApiError> {
+    let mut tx = cx.pool().begin().await?;
+    executions::lock_pipeline(&mut tx, &cx.account_id, &job.pipeline_name).await?;
+    if !jobs::finish(&mut tx, &cx.account_id, job.job_id, "Failed").await? {
+        let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
+        return Err(invalid_state(&now));
+    }
+    let update = ActionUpdate {
+        status: Some("Failed"),
+        error_code: Some(&details.kind),
+        error_message: Some(&details.message),
+        external_execution_id: details.external_execution_id.as_deref(),
+        ..Default::default()
+    };
+    engine::complete_action(&mut tx, cx.scope(&job.pipeline_name), job.action_execution_id, &update).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Errors: ValidationException, JobNotFoundException, InvalidJobStateException.
+pub async fn put_job_failure_result(cx: Cx, input: PutJobFailureResultInput) -> Result<Empty, ApiError> {
+    let job = find_job(&cx, &input.job_id).await?;
+    if job.owner != "Custom" {
+        return Err(job_not_found(&input.job_id));
+    }
+    fail(&cx, &job, input.failure_details).await?;
+    Ok(Empty {})
+}

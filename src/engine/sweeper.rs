@@ -1,0 +1,74 @@
+//! Background work with deadlines: jobs dispatched but never acknowledged go
+//! back to the queue, and jobs or approvals past their timeout fail their
+//! action. Safe with several replicas: batches are picked with SKIP LOCKED,
+//! every change is a compare-and-set, and each timeout is applied in its own
+//! transaction under the pipeline's lock, so two sweepers never apply one
+//! twice.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::Scope;
+use crate::App;
+use crate::store::executions::{self as store, ActionUpdate};
+use crate::store::jobs;
+
+const BATCH: i64 = 100;
+
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = tick(&app).await {
+            tracing::warn!(error = %format!("{e:#}"), "sweeper pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(app.config.sweep_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One pass over everything that is overdue now.
+pub async fn tick(app: &App) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let ack_deadline = now - chrono::Duration::from_std(app.config.job_ack_timeout)?;
+    let mut conn = app.pool.acquire().await?;
+    let requeued = jobs::requeue_unacknowledged(&mut conn, ack_deadline, 1000).await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "requeued jobs that were never acknowledged");
+    }
+    for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH).await? {
+        time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await?;
+    }
+    for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH).await? {
+        time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await?;
+    }
+    Ok(())
+}
+
+async fn time_out(
+    app: &App,
+    account_id: &str,
+    pipeline: &str,
+    job_id: Option<Uuid>,
+    action_execution_id: Uuid,
+    message: &str,
+) -> anyhow::Result<()> {
+    let mut tx = app.pool.begin().await?;
+    if store::lock_pipeline(&mut tx, account_id, pipeline).await?.is_none() {
+        return Ok(());
+    }
+    if let Some(job_id) = job_id {
+        // Another sweeper or the worker's own result got there first.
+        if !jobs::finish(&mut tx, account_id, job_id, "TimedOut").await? {
+            return Ok(());
+        }
+    }
+    let scope = Scope { account_id, region: &app.config.region, pipeline };
+    let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
+    super::complete_action(&mut tx, scope, action_execution_id, &update).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tx.commit().await?;
+    Ok(())
+}

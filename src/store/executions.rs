@@ -1,0 +1,708 @@
+//! Pipeline executions, stage and action executions, transitions and source
+//! revisions. Callers hold the pipeline's row lock (see the migration) for
+//! any write.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Locks the pipeline row; returns its current version, or None if absent.
+pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<Option<i32>, sqlx::Error> {
+    let row: Option<(i32,)> =
+        sqlx::query_as("select current_version from pipeline where account_id = $1 and name = $2 for update")
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExecutionRow {
+    pub execution_id: Uuid,
+    pub seq: i64,
+    pub pipeline_version: i32,
+    pub status: String,
+    pub status_summary: Option<String>,
+    pub execution_mode: String,
+    pub trigger_type: String,
+    pub trigger_detail: Option<String>,
+    pub stage_index: i32,
+    pub stage_phase: String,
+    pub variables: Value,
+    pub source_overrides: Value,
+    pub stop_reason: Option<String>,
+    pub stop_abandon: Option<bool>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const EXECUTION_COLUMNS: &str = "execution_id, seq, pipeline_version, status, status_summary, execution_mode, trigger_type, \
+     trigger_detail, stage_index, stage_phase, variables, source_overrides, stop_reason, stop_abandon, created_at, updated_at";
+
+pub struct NewExecution<'a> {
+    pub execution_id: Uuid,
+    pub pipeline_version: i32,
+    pub execution_mode: &'a str,
+    pub trigger_type: &'a str,
+    pub trigger_detail: Option<&'a str>,
+    pub variables: Value,
+    pub source_overrides: Value,
+    pub client_request_token: Option<&'a str>,
+}
+
+pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
+         trigger_type, trigger_detail, variables, source_overrides, client_request_token) \
+         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(e.execution_id)
+    .bind(e.pipeline_version)
+    .bind(e.execution_mode)
+    .bind(e.trigger_type)
+    .bind(e.trigger_detail)
+    .bind(&e.variables)
+    .bind(&e.source_overrides)
+    .bind(e.client_request_token)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn execution_by_token(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    token: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "select execution_id from pipeline_execution where account_id = $1 and pipeline_name = $2 and client_request_token = $3",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(token)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Executions still running or stopping, oldest first.
+pub async fn active_executions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {EXECUTION_COLUMNS} from pipeline_execution \
+         where account_id = $1 and pipeline_name = $2 and status in ('InProgress', 'Stopping') order by seq"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid) -> Result<Option<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {EXECUTION_COLUMNS} from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Newest first, after `before_seq`, optionally only those that succeeded in a stage.
+pub async fn list_executions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    before_seq: Option<i64>,
+    succeeded_in_stage: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {EXECUTION_COLUMNS} from pipeline_execution e \
+         where account_id = $1 and pipeline_name = $2 and ($3::bigint is null or seq < $3) \
+           and ($4::text is null or exists (select 1 from stage_execution s where s.account_id = e.account_id \
+                and s.pipeline_name = e.pipeline_name and s.execution_id = e.execution_id and s.stage_name = $4 and s.status = 'Succeeded')) \
+         order by seq desc limit $5"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(before_seq)
+    .bind(succeeded_in_stage)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn set_execution_status(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    status: &str,
+    summary: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update pipeline_execution set status = $4, status_summary = coalesce($5, status_summary), updated_at = now(), \
+         stage_phase = case when $4 in ('InProgress', 'Stopping') then stage_phase else 'Done' end \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(status)
+    .bind(summary)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_execution_position(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    stage_index: i32,
+    phase: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update pipeline_execution set stage_index = $4, stage_phase = $5, updated_at = now() \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(stage_index)
+    .bind(phase)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, reason: Option<&str>, abandon: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update pipeline_execution set status = 'Stopping', stop_reason = coalesce($4, stop_reason), stop_abandon = $5, updated_at = now() \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(reason)
+    .bind(abandon)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn upsert_stage(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) values ($1, $2, $3, $4, $5) \
+         on conflict (account_id, pipeline_name, execution_id, stage_name) do update set status = excluded.status, updated_at = now()",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(stage)
+    .bind(status)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StageRow {
+    pub execution_id: Uuid,
+    pub stage_name: String,
+    pub status: String,
+}
+
+/// The most recent stage execution of each stage.
+pub async fn latest_stages(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<StageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select distinct on (stage_name) execution_id, stage_name, status from stage_execution \
+         where account_id = $1 and pipeline_name = $2 order by stage_name, updated_at desc",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn stage_status(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "select status from stage_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(stage)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActionRow {
+    pub seq: i64,
+    pub action_execution_id: Uuid,
+    pub execution_id: Uuid,
+    pub pipeline_version: i32,
+    pub stage_name: String,
+    pub action_name: String,
+    pub run_order: i32,
+    pub status: String,
+    pub summary: Option<String>,
+    pub external_execution_id: Option<String>,
+    pub external_execution_url: Option<String>,
+    pub percent_complete: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub approval_token: Option<Uuid>,
+    pub updated_by: Option<String>,
+    pub revision: Option<Value>,
+    pub input: Value,
+    pub output: Value,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const ACTION_COLUMNS: &str = "seq, action_execution_id, execution_id, pipeline_version, stage_name, action_name, run_order, status, summary, \
+     external_execution_id, external_execution_url, percent_complete, error_code, error_message, approval_token, updated_by, \
+     revision, input, output, started_at, updated_at";
+
+pub struct NewAction<'a> {
+    pub action_execution_id: Uuid,
+    pub execution_id: Uuid,
+    pub pipeline_version: i32,
+    pub stage_name: &'a str,
+    pub action_name: &'a str,
+    pub run_order: i32,
+    pub status: &'a str,
+    pub input: Value,
+    pub output: Value,
+    pub approval_token: Option<Uuid>,
+    pub timeout_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_action(conn: &mut PgConnection, account_id: &str, pipeline: &str, a: &NewAction<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update action_execution set current = false \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4 and action_name = $5 and current",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(a.execution_id)
+    .bind(a.stage_name)
+    .bind(a.action_name)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
+         action_name, run_order, status, input, output, approval_token, timeout_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(a.execution_id)
+    .bind(a.action_execution_id)
+    .bind(a.pipeline_version)
+    .bind(a.stage_name)
+    .bind(a.action_name)
+    .bind(a.run_order)
+    .bind(a.status)
+    .bind(&a.input)
+    .bind(&a.output)
+    .bind(a.approval_token)
+    .bind(a.timeout_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The current attempt of every action of an execution's stage.
+pub async fn current_actions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+    stage: &str,
+) -> Result<Vec<ActionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {ACTION_COLUMNS} from action_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 \
+         and stage_name = $4 and current order by seq"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(stage)
+    .fetch_all(conn)
+    .await
+}
+
+/// Current attempts of all actions of an execution (for artifacts and variables).
+pub async fn execution_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<Vec<ActionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {ACTION_COLUMNS} from action_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 \
+         and current order by seq"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid) -> Result<Option<ActionRow>, sqlx::Error> {
+    sqlx::query_as(&format!("select {ACTION_COLUMNS} from action_execution where account_id = $1 and action_execution_id = $2"))
+        .bind(account_id)
+        .bind(action_execution_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The latest attempt of each (stage, action) of the pipeline.
+pub async fn latest_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<ActionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select distinct on (stage_name, action_name) {ACTION_COLUMNS} from action_execution \
+         where account_id = $1 and pipeline_name = $2 order by stage_name, action_name, seq desc"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_all(conn)
+    .await
+}
+
+/// Newest first, after `before_seq`, optionally of one execution.
+pub async fn list_actions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Option<Uuid>,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ActionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {ACTION_COLUMNS} from action_execution \
+         where account_id = $1 and pipeline_name = $2 and ($3::uuid is null or execution_id = $3) and ($4::bigint is null or seq < $4) \
+         order by seq desc limit $5"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// What finishing (or progressing) an action writes.
+#[derive(Default)]
+pub struct ActionUpdate<'a> {
+    pub status: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    pub external_execution_id: Option<&'a str>,
+    pub external_execution_url: Option<&'a str>,
+    pub percent_complete: Option<i32>,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+    pub updated_by: Option<&'a str>,
+    pub revision: Option<Value>,
+    /// Merged into the stored output object.
+    pub output: Option<Value>,
+}
+
+/// Applies `u` if the action is still InProgress; false when it was not.
+pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, u: &ActionUpdate<'_>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
+         external_execution_id = coalesce($5, external_execution_id), external_execution_url = coalesce($6, external_execution_url), \
+         percent_complete = coalesce($7, percent_complete), error_code = coalesce($8, error_code), \
+         error_message = coalesce($9, error_message), updated_by = coalesce($10, updated_by), revision = coalesce($11, revision), \
+         output = output || coalesce($12, '{}'::jsonb), updated_at = now() \
+         where account_id = $1 and action_execution_id = $2 and status = 'InProgress'",
+    )
+    .bind(account_id)
+    .bind(action_execution_id)
+    .bind(u.status)
+    .bind(u.summary)
+    .bind(u.external_execution_id)
+    .bind(u.external_execution_url)
+    .bind(u.percent_complete)
+    .bind(u.error_code)
+    .bind(u.error_message)
+    .bind(u.updated_by)
+    .bind(&u.revision)
+    .bind(&u.output)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn update_action_revision(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, revision: &Value) -> Result<(), sqlx::Error> {
+    sqlx::query("update action_execution set revision = $3 where account_id = $1 and action_execution_id = $2")
+        .bind(account_id)
+        .bind(action_execution_id)
+        .bind(revision)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Active executions waiting to enter the stage with this index, oldest first.
+pub async fn waiting_at(conn: &mut PgConnection, account_id: &str, pipeline: &str, stage_index: i32) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "select execution_id from pipeline_execution where account_id = $1 and pipeline_name = $2 \
+         and status in ('InProgress', 'Stopping') and stage_phase = 'Waiting' and stage_index = $3 order by seq",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage_index)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Whether another active execution is running the stage with this index.
+pub async fn stage_occupied(conn: &mut PgConnection, account_id: &str, pipeline: &str, stage_index: i32, except: Uuid) -> Result<bool, sqlx::Error> {
+    let row: Option<(i32,)> = sqlx::query_as(
+        "select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and status in ('InProgress', 'Stopping') \
+         and stage_phase = 'Running' and stage_index = $3 and execution_id <> $4 limit 1",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage_index)
+    .bind(except)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// (stage, Inbound|Outbound) of every disabled transition.
+pub async fn disabled_transitions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<std::collections::HashSet<(String, String)>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "select stage_name, transition_type from stage_transition where account_id = $1 and pipeline_name = $2 and not enabled",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The execution an action execution belongs to.
+pub async fn action_execution_of(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    let row: Option<(Uuid,)> =
+        sqlx::query_as("select execution_id from action_execution where account_id = $1 and action_execution_id = $2")
+            .bind(account_id)
+            .bind(action_execution_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// The pipeline an action execution belongs to.
+pub async fn action_pipeline(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> =
+        sqlx::query_as("select pipeline_name from action_execution where account_id = $1 and action_execution_id = $2")
+            .bind(account_id)
+            .bind(action_execution_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// The approval action execution holding `token`.
+pub async fn action_by_token(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    stage: &str,
+    action: &str,
+    token: Uuid,
+) -> Result<Option<ActionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {ACTION_COLUMNS} from action_execution where account_id = $1 and pipeline_name = $2 and stage_name = $3 \
+         and action_name = $4 and approval_token = $5"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage)
+    .bind(action)
+    .bind(token)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks the current attempts of a stage's actions (all, or the named ones)
+/// as history, so the engine starts them again.
+pub async fn retire_actions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+    stage: &str,
+    only: Option<&[String]>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update action_execution set current = false where account_id = $1 and pipeline_name = $2 and execution_id = $3 \
+         and stage_name = $4 and current and ($5::text[] is null or action_name = any($5))",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(stage)
+    .bind(only)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update pipeline_execution set stop_abandon = null where account_id = $1 and pipeline_name = $2 and execution_id = $3",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// In-progress actions with a deadline (approvals) past it:
+/// (account, pipeline, action execution).
+pub async fn overdue_actions(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select account_id, pipeline_name, action_execution_id from action_execution \
+         where status = 'InProgress' and timeout_at < $1 order by timeout_at limit $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Abandons every in-progress action of an execution; returns their ids.
+pub async fn abandon_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "update action_execution set status = 'Abandoned', updated_at = now() \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 and status = 'InProgress' returning action_execution_id",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TransitionRow {
+    pub stage_name: String,
+    pub transition_type: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub last_changed_by: Option<String>,
+    pub last_changed_at: DateTime<Utc>,
+}
+
+pub async fn transitions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<TransitionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select stage_name, transition_type, enabled, disabled_reason, last_changed_by, last_changed_at from stage_transition \
+         where account_id = $1 and pipeline_name = $2",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn set_transition(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    stage: &str,
+    kind: &str,
+    enabled: bool,
+    reason: Option<&str>,
+    changed_by: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into stage_transition (account_id, pipeline_name, stage_name, transition_type, enabled, disabled_reason, last_changed_by) \
+         values ($1, $2, $3, $4, $5, $6, $7) on conflict (account_id, pipeline_name, stage_name, transition_type) do update \
+         set enabled = excluded.enabled, disabled_reason = excluded.disabled_reason, last_changed_by = excluded.last_changed_by, \
+         last_changed_at = now()",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage)
+    .bind(kind)
+    .bind(enabled)
+    .bind(reason)
+    .bind(changed_by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RevisionRow {
+    pub stage_name: String,
+    pub action_name: String,
+    pub revision_id: String,
+    pub revision_change_id: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+}
+
+pub async fn revisions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<RevisionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select stage_name, action_name, revision_id, revision_change_id, created from action_revision \
+         where account_id = $1 and pipeline_name = $2",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records a revision; true when it differs from the one known before.
+pub async fn record_revision(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    stage: &str,
+    action: &str,
+    revision_id: &str,
+    change_id: Option<&str>,
+    created: Option<DateTime<Utc>>,
+) -> Result<bool, sqlx::Error> {
+    let previous: Option<(String,)> = sqlx::query_as(
+        "select revision_id from action_revision where account_id = $1 and pipeline_name = $2 and stage_name = $3 and action_name = $4",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage)
+    .bind(action)
+    .fetch_optional(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into action_revision (account_id, pipeline_name, stage_name, action_name, revision_id, revision_change_id, created) \
+         values ($1, $2, $3, $4, $5, $6, $7) on conflict (account_id, pipeline_name, stage_name, action_name) do update \
+         set revision_id = excluded.revision_id, revision_change_id = excluded.revision_change_id, created = excluded.created, \
+         recorded_at = now()",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage)
+    .bind(action)
+    .bind(revision_id)
+    .bind(change_id)
+    .bind(created)
+    .execute(conn)
+    .await?;
+    Ok(previous.is_none_or(|(p,)| p != revision_id))
+}

@@ -1,0 +1,191 @@
+//! Jobs for workers: queue, claim (one statement, SKIP LOCKED), acknowledge,
+//! complete. Every write after the claim is a compare-and-set on
+//! (job, account, status[, nonce]); zero rows means the caller lost a race
+//! or holds a stale nonce, and a follow-up read tells which.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::pipeline::ActionTypeId;
+
+pub struct NewJob<'a> {
+    pub job_id: Uuid,
+    pub account_id: &'a str,
+    pub pipeline_name: &'a str,
+    pub execution_id: Uuid,
+    pub action_execution_id: Uuid,
+    pub type_id: &'a ActionTypeId,
+    pub query_value: Option<&'a str>,
+    pub continuation_token: Option<&'a str>,
+    pub data: Value,
+}
+
+pub async fn insert(conn: &mut PgConnection, j: &NewJob<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
+         query_value, status, continuation_token, data) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'Queued', $11, $12)",
+    )
+    .bind(j.job_id)
+    .bind(j.account_id)
+    .bind(j.pipeline_name)
+    .bind(j.execution_id)
+    .bind(j.action_execution_id)
+    .bind(&j.type_id.owner)
+    .bind(&j.type_id.category)
+    .bind(&j.type_id.provider)
+    .bind(&j.type_id.version)
+    .bind(j.query_value)
+    .bind(j.continuation_token)
+    .bind(&j.data)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ClaimedJob {
+    pub job_id: Uuid,
+    pub nonce: String,
+    pub data: Value,
+}
+
+/// Claims up to `limit` queued jobs of one action type in a single
+/// statement: rows locked by a concurrent claim are skipped, not waited for.
+pub async fn claim(
+    conn: &mut PgConnection,
+    account_id: &str,
+    type_id: &ActionTypeId,
+    query_value: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    sqlx::query_as(
+        "with picked as ( \
+            select job_id from job \
+            where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+              and ($6::text is null or query_value = $6) \
+            order by seq limit $7 for update skip locked) \
+         update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
+         from picked where job.job_id = picked.job_id \
+         returning job.job_id, job.nonce, job.data",
+    )
+    .bind(account_id)
+    .bind(&type_id.owner)
+    .bind(&type_id.category)
+    .bind(&type_id.provider)
+    .bind(&type_id.version)
+    .bind(query_value)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRow {
+    pub job_id: Uuid,
+    pub account_id: String,
+    pub pipeline_name: String,
+    pub execution_id: Uuid,
+    pub action_execution_id: Uuid,
+    pub owner: String,
+    pub status: String,
+    pub nonce: Option<String>,
+    pub data: Value,
+    pub timeout_at: Option<DateTime<Utc>>,
+}
+
+pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "select job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, status, nonce, data, timeout_at \
+         from job where account_id = $1 and job_id = $2",
+    )
+    .bind(account_id)
+    .bind(job_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Dispatched → InProgress for the holder of the nonce.
+pub async fn acknowledge(
+    conn: &mut PgConnection,
+    account_id: &str,
+    job_id: Uuid,
+    nonce: &str,
+    timeout_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update job set status = 'InProgress', timeout_at = $4, updated_at = now() \
+         where job_id = $1 and account_id = $2 and nonce = $3 and status = 'Dispatched'",
+    )
+    .bind(job_id)
+    .bind(account_id)
+    .bind(nonce)
+    .bind(timeout_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// InProgress → `status`; false when the job was not in progress.
+pub async fn finish(conn: &mut PgConnection, account_id: &str, job_id: Uuid, status: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update job set status = $3, updated_at = now() where job_id = $1 and account_id = $2 and status = 'InProgress'",
+    )
+    .bind(job_id)
+    .bind(account_id)
+    .bind(status)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ends every unfinished job of the given action executions (stopped or
+/// cancelled work): their workers' later results are refused.
+pub async fn fail_jobs_of(conn: &mut PgConnection, account_id: &str, action_execution_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update job set status = 'Failed', updated_at = now() \
+         where account_id = $1 and action_execution_id = any($2) and status in ('Queued', 'Dispatched', 'InProgress')",
+    )
+    .bind(account_id)
+    .bind(action_execution_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts dispatched jobs whose worker never acknowledged back in the queue;
+/// the old nonce stops working because the next claim issues a new one.
+pub async fn requeue_unacknowledged(conn: &mut PgConnection, older_than: DateTime<Utc>, limit: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "with stale as (select job_id from job where status = 'Dispatched' and dispatched_at < $1 \
+                        order by dispatched_at limit $2 for update skip locked) \
+         update job set status = 'Queued', nonce = null, dispatched_at = null, updated_at = now() \
+         from stale where job.job_id = stale.job_id",
+    )
+    .bind(older_than)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// In-progress jobs past their timeout: (account, pipeline, job, action execution).
+pub async fn overdue(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select account_id, pipeline_name, job_id, action_execution_id from job \
+         where status = 'InProgress' and timeout_at < $1 order by timeout_at limit $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn query_value_of(conn: &mut PgConnection, job_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(Option<String>,)> = sqlx::query_as("select query_value from job where job_id = $1")
+        .bind(job_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.and_then(|r| r.0))
+}
