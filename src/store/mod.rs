@@ -7,6 +7,8 @@ pub mod accounts;
 pub mod action_types;
 pub mod embedded;
 pub mod pipelines;
+pub mod tags;
+pub mod webhooks;
 
 use std::time::Duration;
 
