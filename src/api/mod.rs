@@ -3,6 +3,7 @@
 //! [`crate::protocol`] does that) and own the transaction of any change.
 
 pub mod pipelines;
+pub mod tags;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         UpdatePipeline => call(cx, input, pipelines::update_pipeline).await,
         DeletePipeline => call(cx, input, pipelines::delete_pipeline).await,
         ListPipelines => call(cx, input, pipelines::list_pipelines).await,
+        TagResource => call(cx, input, tags::tag_resource).await,
+        UntagResource => call(cx, input, tags::untag_resource).await,
+        ListTagsForResource => call(cx, input, tags::list_tags_for_resource).await,
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
         | CreateCustomActionType
@@ -61,7 +65,6 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         | ListPipelineExecutions
         | ListRuleExecutions
         | ListRuleTypes
-        | ListTagsForResource
         | ListWebhooks
         | OverrideStageCondition
         | PollForJobs
@@ -78,8 +81,6 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         | RollbackStage
         | StartPipelineExecution
         | StopPipelineExecution
-        | TagResource
-        | UntagResource
         | UpdateActionType => Err(ApiError::new(
             ErrorCode::NotImplementedException,
             format!("{} is not implemented by this server yet", operation.name()),

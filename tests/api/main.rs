@@ -7,3 +7,4 @@ mod helpers;
 mod isolation;
 mod pipelines;
 mod protocol;
+mod tags;
