@@ -4,6 +4,7 @@
 
 pub mod pipelines;
 pub mod tags;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,12 +47,15 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         TagResource => call(cx, input, tags::tag_resource).await,
         UntagResource => call(cx, input, tags::untag_resource).await,
         ListTagsForResource => call(cx, input, tags::list_tags_for_resource).await,
+        PutWebhook => call(cx, input, webhooks::put_webhook).await,
+        ListWebhooks => call(cx, input, webhooks::list_webhooks).await,
+        DeleteWebhook => call(cx, input, webhooks::delete_webhook).await,
+        RegisterWebhookWithThirdParty => call(cx, input, webhooks::register_webhook_with_third_party).await,
+        DeregisterWebhookWithThirdParty => call(cx, input, webhooks::deregister_webhook_with_third_party).await,
         AcknowledgeJob
         | AcknowledgeThirdPartyJob
         | CreateCustomActionType
         | DeleteCustomActionType
-        | DeleteWebhook
-        | DeregisterWebhookWithThirdParty
         | DisableStageTransition
         | EnableStageTransition
         | GetActionType
@@ -65,7 +69,6 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         | ListPipelineExecutions
         | ListRuleExecutions
         | ListRuleTypes
-        | ListWebhooks
         | OverrideStageCondition
         | PollForJobs
         | PollForThirdPartyJobs
@@ -75,8 +78,6 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         | PutJobSuccessResult
         | PutThirdPartyJobFailureResult
         | PutThirdPartyJobSuccessResult
-        | PutWebhook
-        | RegisterWebhookWithThirdParty
         | RetryStageExecution
         | RollbackStage
         | StartPipelineExecution

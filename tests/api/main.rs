@@ -8,3 +8,4 @@ mod isolation;
 mod pipelines;
 mod protocol;
 mod tags;
+mod webhooks;
