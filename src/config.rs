@@ -7,6 +7,7 @@
 //! | `--data-dir` | `MILLRACE_DATA_DIR` | `./millrace-data` |
 //! | `--master-key` | `MILLRACE_MASTER_KEY` | `<data-dir>/master.key`, created on first start |
 //! | `--region` | `MILLRACE_REGION` | `us-east-1` |
+//! | `--public-url` | `MILLRACE_PUBLIC_URL` | `http://<bound listen address>` |
 //! | `--dev` | `MILLRACE_DEV` | on in embedded mode |
 //! | `--allow-insecure-dev` | `MILLRACE_ALLOW_INSECURE_DEV` | off |
 //! | — | `MILLRACE_DEV_ACCESS_KEY_ID` / `MILLRACE_DEV_SECRET_ACCESS_KEY` | `test` / `test` |
@@ -66,6 +67,10 @@ pub struct ServeArgs {
     /// The region the server answers for; requests must be signed for it.
     #[arg(long, env = "MILLRACE_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Base URL under which clients (e.g. GitHub) reach this server; webhook URLs start with it.
+    /// Defaults to http://<listen address>.
+    #[arg(long, env = "MILLRACE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Create the development account 000000000000 with access key `test`/`test`.
     #[arg(long, env = "MILLRACE_DEV")]
     pub dev: bool,
@@ -143,6 +148,10 @@ impl std::fmt::Debug for DevCredentials {
 pub struct Config {
     pub listen: SocketAddr,
     pub region: String,
+    /// Base URL of this server as others reach it, without a trailing `/`.
+    /// `None` means `http://<listen>`; [`crate::Server::bind`] fills it in
+    /// with the address actually bound (port 0 picks one).
+    pub public_url: Option<String>,
     pub dev: Option<DevCredentials>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -157,6 +166,7 @@ impl Config {
         Config {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             region: "us-east-1".into(),
+            public_url: None,
             dev: None,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
@@ -165,6 +175,28 @@ impl Config {
             sweep_interval: Duration::from_millis(200),
         }
     }
+
+    /// The base of every URL this server hands out (webhook URLs).
+    pub fn public_base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// An absolute http(s) URL without query or fragment; a trailing `/` is
+/// dropped so paths can be appended.
+fn parse_public_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .with_context(|| format!("--public-url must start with http:// or https://, got '{url}'"))?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#']) || rest.contains(char::is_whitespace) {
+        bail!("--public-url must be an absolute URL with a host and no query or fragment, got '{url}'");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 impl ServeArgs {
@@ -183,9 +215,11 @@ impl ServeArgs {
         if self.region.is_empty() {
             bail!("--region must not be empty");
         }
+        let public_url = self.public_url.as_deref().filter(|u| !u.trim().is_empty()).map(parse_public_url).transpose()?;
         Ok(Config {
             listen: self.listen,
             region: self.region.clone(),
+            public_url,
             dev: dev.then(|| DevCredentials {
                 access_key_id: self.dev_access_key_id.clone(),
                 secret_access_key: self.dev_secret_access_key.clone(),
@@ -233,5 +267,27 @@ fn read_or_create_key(path: &Path) -> anyhow::Result<String> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_are_absolute_and_lose_their_trailing_slash() {
+        assert_eq!(parse_public_url("https://ci.example.com/").unwrap(), "https://ci.example.com");
+        assert_eq!(parse_public_url("http://10.0.0.5:8080/millrace").unwrap(), "http://10.0.0.5:8080/millrace");
+        for bad in ["ci.example.com", "ftp://x", "https://", "https:///x", "https://x/?a=1", "https://x/#f"] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn without_a_public_url_the_listen_address_is_used() {
+        let mut config = Config::for_tests();
+        assert_eq!(config.public_base_url(), "http://127.0.0.1:0");
+        config.public_url = Some("https://ci.example.com".into());
+        assert_eq!(config.public_base_url(), "https://ci.example.com");
     }
 }

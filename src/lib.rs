@@ -61,8 +61,13 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(app: App) -> anyhow::Result<Server> {
+    pub async fn bind(mut app: App) -> anyhow::Result<Server> {
         let listener = TcpListener::bind(app.config.listen).await?;
+        // The default public URL names the listen address; with port 0 that
+        // is only known now.
+        if app.config.public_url.is_none() {
+            app.config.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
         Ok(Server { listener, app: Arc::new(app) })
     }
 

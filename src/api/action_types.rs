@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use super::tags::{self, Resource, ResourceArn, Tag};
 use super::{Cx, page_token};
 use crate::pipeline::ActionTypeId;
 use crate::pipeline::action_types::{self, ActionConfigurationProperty, ActionType, ActionTypeSettings, ArtifactDetails};
@@ -51,7 +52,7 @@ pub struct CreateCustomActionTypeInput {
     input_artifact_details: ArtifactDetails,
     output_artifact_details: ArtifactDetails,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<Tag>,
 }
 
 #[derive(Serialize)]
@@ -59,7 +60,7 @@ pub struct CreateCustomActionTypeInput {
 pub struct CreateCustomActionTypeOutput {
     action_type: ActionType,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tags: Vec<Value>,
+    tags: Vec<Tag>,
 }
 
 fn validation(msg: String) -> ApiError {
@@ -128,6 +129,7 @@ pub async fn create_custom_action_type(cx: Cx, input: CreateCustomActionTypeInpu
         output_artifact_details: input.output_artifact_details,
     };
     check_definition(&action_type)?;
+    tags::validate_tags(&input.tags)?;
     let mut tx = cx.pool().begin().await?;
     lock_account(&mut tx, &cx.account_id, "action_type").await?;
     match store::get(&mut tx, &cx.account_id, &action_type.id).await? {
@@ -145,8 +147,19 @@ pub async fn create_custom_action_type(cx: Cx, input: CreateCustomActionTypeInpu
             store::upsert(&mut tx, &cx.account_id, &action_type, None).await?;
         }
     }
+    tags::add_tags(&mut tx, &cx.account_id, &type_arn(&cx, &action_type.id), &input.tags).await?;
     tx.commit().await?;
     Ok(CreateCustomActionTypeOutput { action_type, tags: input.tags })
+}
+
+fn type_arn(cx: &Cx, id: &ActionTypeId) -> String {
+    let resource = Resource::ActionType {
+        owner: id.owner.clone(),
+        category: id.category.clone(),
+        provider: id.provider.clone(),
+        version: id.version.clone(),
+    };
+    ResourceArn::of(cx, resource).to_string()
 }
 
 /// Serialises quota checks of one account and family across replicas.
@@ -170,8 +183,11 @@ pub struct DeleteCustomActionTypeInput {
 /// Deleting a type that does not exist (or is already deleted) succeeds.
 pub async fn delete_custom_action_type(cx: Cx, input: DeleteCustomActionTypeInput) -> Result<super::Empty, ApiError> {
     let id = ActionTypeId { category: input.category, owner: "Custom".into(), provider: input.provider, version: input.version };
-    let mut conn = cx.pool().acquire().await?;
-    store::mark_deleted(&mut conn, &cx.account_id, &id).await?;
+    let mut tx = cx.pool().begin().await?;
+    if store::mark_deleted(&mut tx, &cx.account_id, &id).await? {
+        tags::delete_tags_of(&mut tx, &cx.account_id, &type_arn(&cx, &id)).await?;
+    }
+    tx.commit().await?;
     Ok(super::Empty {})
 }
 

@@ -6,6 +6,8 @@ pub mod action_types;
 pub mod executions;
 pub mod jobs;
 pub mod pipelines;
+pub mod tags;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,20 +82,20 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         GetJobDetails => call(cx, input, jobs::get_job_details).await,
         PutJobSuccessResult => call(cx, input, jobs::put_job_success_result).await,
         PutJobFailureResult => call(cx, input, jobs::put_job_failure_result).await,
+        TagResource => call(cx, input, tags::tag_resource).await,
+        UntagResource => call(cx, input, tags::untag_resource).await,
+        ListTagsForResource => call(cx, input, tags::list_tags_for_resource).await,
+        PutWebhook => call(cx, input, webhooks::put_webhook).await,
+        ListWebhooks => call(cx, input, webhooks::list_webhooks).await,
+        DeleteWebhook => call(cx, input, webhooks::delete_webhook).await,
+        RegisterWebhookWithThirdParty => call(cx, input, webhooks::register_webhook_with_third_party).await,
+        DeregisterWebhookWithThirdParty => call(cx, input, webhooks::deregister_webhook_with_third_party).await,
         AcknowledgeThirdPartyJob
-        | DeleteWebhook
-        | DeregisterWebhookWithThirdParty
         | GetThirdPartyJobDetails
-        | ListTagsForResource
-        | ListWebhooks
         | PollForThirdPartyJobs
         | PutThirdPartyJobFailureResult
         | PutThirdPartyJobSuccessResult
-        | PutWebhook
-        | RegisterWebhookWithThirdParty
-        | RollbackStage
-        | TagResource
-        | UntagResource => Err(ApiError::new(
+        | RollbackStage => Err(ApiError::new(
             ErrorCode::NotImplementedException,
             format!("{} is not implemented by this server yet", operation.name()),
         )),

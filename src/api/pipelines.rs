@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use super::action_types::{lock_account, types_for_account};
+use super::tags::{self, Resource, ResourceArn, Tag};
 use super::{Cx, Empty, epoch_seconds, page_token};
 use crate::pipeline::action_types::{ActionType, SECRET_MASK};
 use crate::pipeline::{ActionTypeId, PipelineDeclaration, validate};
@@ -25,7 +26,7 @@ pub const MAX_PIPELINES: i64 = 1000;
 pub struct CreatePipelineInput {
     pipeline: Value,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<Tag>,
 }
 
 #[derive(Serialize)]
@@ -33,7 +34,7 @@ pub struct CreatePipelineInput {
 pub struct CreatePipelineOutput {
     pipeline: Value,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tags: Vec<Value>,
+    tags: Vec<Tag>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +205,7 @@ async fn count_pipelines(conn: &mut PgConnection, account_id: &str) -> Result<i6
 pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<CreatePipelineOutput, ApiError> {
     let pipeline = with_version(input.pipeline, 1);
     let name = name_of(&pipeline).to_owned();
+    tags::validate_tags(&input.tags)?;
     let mut tx = cx.pool().begin().await?;
     let types = check_structure(&cx, &mut tx, &pipeline).await?;
     lock_account(&mut tx, &cx.account_id, "pipeline").await?;
@@ -219,6 +221,10 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
             format!("A pipeline with the name '{name}' already exists in this account"),
         ));
     }
+    let arn = ResourceArn::of(&cx, Resource::Pipeline { name: name.clone() }).to_string();
+    // A pipeline of the same name deleted earlier may have left no tags, but
+    // start clean regardless.
+    tags::replace_tags(&mut tx, &cx.account_id, &arn, &input.tags).await?;
     // As in AWS, a new pipeline runs once straight away.
     let first = crate::engine::Start::triggered_by("CreatePipeline", Some(cx.caller_arn()));
     crate::engine::start_execution(&mut tx, cx.scope(&name), 1, first).await?;
@@ -269,8 +275,11 @@ pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<Updat
 
 /// Deleting a pipeline that does not exist succeeds, as in AWS.
 pub async fn delete_pipeline(cx: Cx, input: DeletePipelineInput) -> Result<Empty, ApiError> {
-    let mut conn = cx.pool().acquire().await?;
-    pipelines::delete(&mut conn, &cx.account_id, &input.name).await?;
+    let mut tx = cx.pool().begin().await?;
+    pipelines::delete(&mut tx, &cx.account_id, &input.name).await?;
+    let arn = ResourceArn::of(&cx, Resource::Pipeline { name: input.name.clone() }).to_string();
+    tags::delete_tags_of(&mut tx, &cx.account_id, &arn).await?;
+    tx.commit().await?;
     Ok(Empty {})
 }
 

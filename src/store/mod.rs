@@ -9,6 +9,8 @@ pub mod embedded;
 pub mod executions;
 pub mod jobs;
 pub mod pipelines;
+pub mod tags;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -9,3 +9,5 @@ mod isolation;
 mod pipelines;
 mod protocol;
 mod structure;
+mod tags;
+mod webhooks;

@@ -141,3 +141,25 @@ async fn a_250_pipeline_list_pages_without_gaps_or_repeats() {
     assert_eq!(summary.execution_mode().map(|m| m.as_str()), Some("SUPERSEDED"));
     assert_eq!(summary.version(), Some(1));
 }
+
+#[tokio::test]
+async fn tags_given_at_creation_are_kept_and_go_with_the_pipeline() {
+    use aws_sdk_codepipeline::types::Tag;
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
+    let created = client.create_pipeline().pipeline(simple_pipeline("web")).tags(tag("team", "core")).send().await.unwrap();
+    assert_eq!(created.tags().len(), 1);
+    let arn = format!("arn:aws:codepipeline:us-east-1:{}:web", account.account_id);
+    let listed = client.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+    assert_eq!(listed.tags()[0].key(), "team");
+
+    let err = client.create_pipeline().pipeline(simple_pipeline("bad")).tags(tag("aws:reserved", "x")).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidTagsException");
+    assert_eq!(error_code(&client.get_pipeline().name("bad").send().await.unwrap_err()), "PipelineNotFoundException");
+
+    client.delete_pipeline().name("web").send().await.unwrap();
+    client.create_pipeline().pipeline(simple_pipeline("web")).send().await.unwrap();
+    assert!(client.list_tags_for_resource().resource_arn(&arn).send().await.unwrap().tags().is_empty());
+}
