@@ -201,10 +201,13 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
     let waiting = store::waiting_at(conn, account, pipeline, e.stage_index).await?;
     if e.execution_mode == "SUPERSEDED" {
         // Only the newest of the executions waiting at a stage keeps waiting.
+        let summary = format!("Superseded by a newer execution waiting to enter stage '{}'", stage.name);
         if waiting.last().is_some_and(|newest| *newest != e.execution_id) {
-            let summary = format!("Superseded by a newer execution waiting to enter stage '{}'", stage.name);
             store::set_execution_status(conn, account, pipeline, e.execution_id, "Superseded", Some(&summary)).await?;
             return Ok(Step::Left(e.stage_index));
+        }
+        for older in waiting.iter().filter(|w| **w != e.execution_id) {
+            store::set_execution_status(conn, account, pipeline, *older, "Superseded", Some(&summary)).await?;
         }
     }
     // QUEUED keeps arrival order: an older execution waiting here goes first.
