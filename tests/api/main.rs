@@ -7,6 +7,7 @@ mod auth;
 mod executions;
 mod helpers;
 mod isolation;
+mod jobs;
 mod pipelines;
 mod protocol;
 mod structure;

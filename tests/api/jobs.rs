@@ -1,0 +1,308 @@
+//! Job workers: claims, nonces, timeouts, isolation and concurrency, with
+//! real connections.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::types::*;
+use millrace::config::Config;
+
+use crate::helpers::{TestServer, custom_action_type, error_code};
+
+fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
+    ActionTypeId::builder().category(category).owner(ActionOwner::Custom).provider(provider).version("1").build().unwrap()
+}
+
+/// A V2 PARALLEL pipeline: custom source, then one custom `Worker` action.
+async fn worker_pipeline(client: &Client, name: &str, queryable: bool) {
+    custom_action_type(client, "Source", "Repo", &[]).await;
+    custom_action_type(client, "Build", "Worker", &[("Pool", true, false, queryable)]).await;
+    let source = ActionDeclaration::builder()
+        .name("Checkout")
+        .action_type_id(type_id(ActionCategory::Source, "Repo"))
+        .output_artifacts(OutputArtifact::builder().name("code").build().unwrap())
+        .build()
+        .unwrap();
+    let work = ActionDeclaration::builder()
+        .name("Work")
+        .action_type_id(type_id(ActionCategory::Build, "Worker"))
+        .configuration("Pool", "blue")
+        .input_artifacts(InputArtifact::builder().name("code").build().unwrap())
+        .build()
+        .unwrap();
+    let p = PipelineDeclaration::builder()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline")
+        .pipeline_type(PipelineType::V2)
+        .execution_mode(ExecutionMode::Parallel)
+        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
+        .stages(StageDeclaration::builder().name("Work").actions(work).build().unwrap())
+        .build()
+        .unwrap();
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    // Run the CreatePipeline execution to the end, so the tests start from
+    // an empty queue.
+    let jobs = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &jobs.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    let mut poll = client.poll_for_jobs().action_type_id(worker_type());
+    if queryable {
+        poll = poll.query_param("Pool", "blue");
+    }
+    let jobs = poll.send().await.unwrap();
+    let job = &jobs.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+}
+
+/// Starts `n` executions whose source revision is given up front, so each
+/// queues exactly one Work job.
+async fn start_many(client: &Client, pipeline: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let starts = chunk.iter().map(|i| {
+            let client = client.clone();
+            let pipeline = pipeline.to_owned();
+            let i = *i;
+            tokio::spawn(async move {
+                let revision = SourceRevisionOverride::builder()
+                    .action_name("Checkout")
+                    .revision_type(SourceRevisionType::CommitId)
+                    .revision_value(format!("rev-{i}"))
+                    .build()
+                    .unwrap();
+                client.start_pipeline_execution().name(pipeline).source_revisions(revision).send().await.unwrap().pipeline_execution_id().unwrap().to_owned()
+            })
+        });
+        for s in starts.collect::<Vec<_>>() {
+            ids.push(s.await.unwrap());
+        }
+    }
+    ids
+}
+
+fn worker_type() -> ActionTypeId {
+    type_id(ActionCategory::Build, "Worker")
+}
+
+#[tokio::test]
+async fn sixteen_pollers_claim_a_thousand_jobs_exactly_once() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline(&client, "p", false).await;
+    start_many(&client, "p", 1000).await;
+    let pollers = (0..16).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(10).send().await.unwrap();
+                if out.jobs().is_empty() {
+                    return mine;
+                }
+                mine.extend(out.jobs().iter().map(|j| j.id().unwrap().to_owned()));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for p in pollers.collect::<Vec<_>>() {
+        all.extend(p.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 1000, "every job claimed");
+    assert_eq!(unique.len(), 1000, "no job claimed twice");
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_share_the_work_without_double_claims() {
+    let mut config = Config::for_tests();
+    config.sweep_interval = Duration::from_millis(50);
+    let one = TestServer::start_with(config.clone()).await;
+    let two = TestServer::start_full(one.database_url.clone(), one.master_key.clone(), config).await;
+    let account = one.account("a").await;
+    let (c1, c2) = (one.client(&account), two.client(&account));
+    worker_pipeline(&c1, "p", false).await;
+    let ids = start_many(&c2, "p", 60).await;
+    let workers = (0..8).map(|i| {
+        let client = if i % 2 == 0 { c1.clone() } else { c2.clone() };
+        tokio::spawn(async move {
+            let mut done = Vec::new();
+            for _ in 0..200 {
+                let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(3).send().await.unwrap();
+                if out.jobs().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                for job in out.jobs() {
+                    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+                    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+                    done.push(job.id().unwrap().to_owned());
+                }
+            }
+            done
+        })
+    });
+    let mut all = Vec::new();
+    for w in workers.collect::<Vec<_>>() {
+        all.extend(w.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "no job was completed twice");
+    assert_eq!(all.len(), 60);
+    for id in ids {
+        let e = c1.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
+        assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_job_never_acknowledged_is_redelivered_with_a_new_nonce() {
+    let mut config = Config::for_tests();
+    config.job_ack_timeout = Duration::from_millis(500);
+    config.sweep_interval = Duration::from_millis(50);
+    let server = TestServer::start_with(config).await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline(&client, "p", false).await;
+    start_many(&client, "p", 1).await;
+    let first = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs()[0].clone();
+    assert!(client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs().is_empty());
+    // The first worker disappears; after the ack timeout the job comes back.
+    let mut again = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let out = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
+        if let Some(j) = out.jobs().first() {
+            again = Some(j.clone());
+            break;
+        }
+    }
+    let again = again.expect("the job was redelivered");
+    assert_eq!(again.id(), first.id());
+    assert_ne!(again.nonce(), first.nonce());
+    let err = client.acknowledge_job().job_id(first.id().unwrap()).nonce(first.nonce().unwrap()).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidNonceException", "the first worker's late ack is refused");
+    let ok = client.acknowledge_job().job_id(again.id().unwrap()).nonce(again.nonce().unwrap()).send().await.unwrap();
+    assert_eq!(ok.status(), Some(&JobStatus::InProgress));
+}
+
+#[tokio::test]
+async fn an_acknowledged_job_past_its_timeout_fails_its_action() {
+    let mut config = Config::for_tests();
+    config.job_timeout = Duration::from_millis(300);
+    config.sweep_interval = Duration::from_millis(50);
+    let server = TestServer::start_with(config).await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline(&client, "p", false).await;
+    let id = start_many(&client, "p", 1).await.remove(0);
+    let job = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs()[0].clone();
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
+        status = e.pipeline_execution().unwrap().status().cloned();
+        if status == Some(PipelineExecutionStatus::Failed) {
+            break;
+        }
+    }
+    assert_eq!(status, Some(PipelineExecutionStatus::Failed));
+    let err = client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidJobStateException");
+    let ack = client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    assert_eq!(ack.status(), Some(&JobStatus::TimedOut));
+}
+
+#[tokio::test]
+async fn job_calls_refuse_bad_nonces_states_types_and_other_accounts() {
+    let server = TestServer::start().await;
+    let (a, b) = (server.account("a").await, server.account("b").await);
+    let (client, other) = (server.client(&a), server.client(&b));
+    worker_pipeline(&client, "p", true).await;
+    start_many(&client, "p", 1).await;
+
+    // queryParam must match the type's queryable property.
+    let err = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "ValidationException");
+    let err = client.poll_for_jobs().action_type_id(worker_type()).query_param("Other", "x").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "ValidationException");
+    assert!(client.poll_for_jobs().action_type_id(worker_type()).query_param("Pool", "green").send().await.unwrap().jobs().is_empty());
+    let job = client.poll_for_jobs().action_type_id(worker_type()).query_param("Pool", "blue").send().await.unwrap().jobs()[0].clone();
+    let job_id = job.id().unwrap();
+
+    // Another account: the type and the job do not exist for it.
+    let err = other.poll_for_jobs().action_type_id(worker_type()).query_param("Pool", "blue").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "ActionTypeNotFoundException");
+    let err = other.acknowledge_job().job_id(job_id).nonce(job.nonce().unwrap()).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "JobNotFoundException");
+    let err = other.get_job_details().job_id(job_id).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "JobNotFoundException");
+    let err = other.put_job_success_result().job_id(job_id).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "JobNotFoundException");
+
+    let err = client.acknowledge_job().job_id(job_id).nonce("not-the-nonce").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidNonceException");
+    let err = client.acknowledge_job().job_id("00000000-0000-4000-8000-000000000000").nonce("n").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "JobNotFoundException");
+    let err = client.put_job_success_result().job_id(job_id).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidJobStateException", "a result before the ack");
+    let details = client.get_job_details().job_id(job_id).send().await.unwrap();
+    assert_eq!(details.job_details().unwrap().account_id(), Some(a.account_id.as_str()));
+
+    client.acknowledge_job().job_id(job_id).nonce(job.nonce().unwrap()).send().await.unwrap();
+    let too_big = "x".repeat(130_000);
+    let err = client.put_job_success_result().job_id(job_id).output_variables("big", &too_big[..1000]).output_variables("k", "v").continuation_token("t").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "ValidationException", "variables only without a continuation token");
+
+    // A continuation token completes this job and queues the next one.
+    client.put_job_success_result().job_id(job_id).continuation_token("step-2").send().await.unwrap();
+    let next = client.poll_for_jobs().action_type_id(worker_type()).query_param("Pool", "blue").send().await.unwrap().jobs()[0].clone();
+    assert_ne!(next.id(), job.id());
+    assert_eq!(next.data().unwrap().continuation_token(), Some("step-2"));
+    let err = client.put_job_success_result().job_id(job_id).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidJobStateException", "a finished job takes no second result");
+
+    // AWS-owned and deleted types cannot be polled.
+    let aws = ActionTypeId::builder().category(ActionCategory::Build).owner(ActionOwner::Aws).provider("CodeBuild").version("1").build().unwrap();
+    assert_eq!(error_code(&client.poll_for_jobs().action_type_id(aws).send().await.unwrap_err()), "ValidationException");
+    client.delete_custom_action_type().category(ActionCategory::Source).provider("Repo").version("1").send().await.unwrap();
+    let err = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "ActionTypeNotFoundException");
+}
+
+#[tokio::test]
+async fn a_connection_killed_mid_transaction_leaves_the_state_as_it_was() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline(&client, "p", false).await;
+    let count = |pool: sqlx::PgPool| async move {
+        let (e,): (i64,) = sqlx::query_as("select count(*) from pipeline_execution").fetch_one(&pool).await.unwrap();
+        let (j,): (i64,) = sqlx::query_as("select count(*) from job").fetch_one(&pool).await.unwrap();
+        let (a,): (i64,) = sqlx::query_as("select count(*) from action_execution").fetch_one(&pool).await.unwrap();
+        (e, j, a)
+    };
+    let before = count(server.pool.clone()).await;
+
+    let mut tx = server.pool.begin().await.unwrap();
+    let (pid,): (i32,) = sqlx::query_as("select pg_backend_pid()").fetch_one(&mut *tx).await.unwrap();
+    let scope = millrace::engine::Scope { account_id: &account.account_id, region: "us-east-1", pipeline: "p" };
+    let version = millrace::store::executions::lock_pipeline(&mut tx, &account.account_id, "p").await.unwrap().unwrap();
+    let mut start = millrace::engine::Start::triggered_by("StartPipelineExecution", None);
+    start.source_overrides = vec![serde_json::json!({"actionName": "Checkout", "revisionType": "COMMIT_ID", "revisionValue": "r"})];
+    millrace::engine::start_execution(&mut tx, scope, version, start).await.unwrap();
+    // The engine wrote an execution, its actions and a job; now the
+    // connection dies before the commit.
+    sqlx::query("select pg_terminate_backend($1)").bind(pid).execute(&server.pool).await.unwrap();
+    assert!(tx.commit().await.is_err());
+
+    assert_eq!(count(server.pool.clone()).await, before);
+    assert!(client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs().is_empty());
+    // The pipeline is not left locked.
+    start_many(&client, "p", 1).await;
+}
