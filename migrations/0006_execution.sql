@@ -17,6 +17,9 @@ create table pipeline_execution (
                          ('InProgress', 'Stopping', 'Stopped', 'Succeeded', 'Superseded', 'Failed', 'Cancelled')),
     status_summary       text,
     execution_mode       text not null check (execution_mode in ('SUPERSEDED', 'QUEUED', 'PARALLEL')),
+    execution_type       text not null default 'STANDARD' check (execution_type in ('STANDARD', 'ROLLBACK')),
+    -- A ROLLBACK execution re-runs one stage with this execution's artifacts and variables.
+    rollback_target      uuid,
     trigger_type         text not null,
     trigger_detail       text,
     -- Where the execution is: the stage it is in or waiting to enter.

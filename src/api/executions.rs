@@ -191,6 +191,54 @@ pub async fn retry_stage_execution(cx: Cx, input: RetryStageExecutionInput) -> R
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct RollbackStageInput {
+    pipeline_name: String,
+    stage_name: String,
+    target_pipeline_execution_id: String,
+}
+
+fn cannot_roll_back(why: String) -> ApiError {
+    ApiError::new(ErrorCode::UnableToRollbackStageException, why)
+}
+
+/// Re-runs a stage with the artifacts and variables of an earlier execution
+/// that succeeded in it, as a new ROLLBACK execution (V2 pipelines).
+/// Errors: PipelineNotFoundException, StageNotFoundException,
+/// PipelineExecutionNotFoundException, PipelineExecutionOutdatedException,
+/// UnableToRollbackStageException.
+pub async fn rollback_stage(cx: Cx, input: RollbackStageInput) -> Result<StartPipelineExecutionOutput, ApiError> {
+    let pipeline = input.pipeline_name.as_str();
+    let (mut tx, version, decl) = lock(&cx, pipeline).await?;
+    let index = decl.stages.iter().position(|s| s.name == input.stage_name).ok_or_else(|| stage_not_found(&input.stage_name, pipeline))?;
+    if decl.pipeline_type() != "V2" {
+        return Err(cannot_roll_back(format!("Pipeline '{pipeline}' is a V1 pipeline; stage rollback needs a V2 pipeline")));
+    }
+    if index == 0 {
+        return Err(cannot_roll_back(format!("Stage '{}' is the source stage, which cannot be rolled back", input.stage_name)));
+    }
+    let id = parse_execution_id(&input.target_pipeline_execution_id, pipeline)?;
+    let target = store::get_execution(&mut tx, &cx.account_id, pipeline, id)
+        .await?
+        .ok_or_else(|| execution_not_found(&input.target_pipeline_execution_id, pipeline))?;
+    if target.pipeline_version != version {
+        return Err(ApiError::new(
+            ErrorCode::PipelineExecutionOutdatedException,
+            format!("Execution {id} ran pipeline version {}, but the pipeline is now at version {version}", target.pipeline_version),
+        ));
+    }
+    if target.execution_type == "ROLLBACK" {
+        return Err(cannot_roll_back(format!("Execution {id} is itself a rollback and cannot be a rollback target")));
+    }
+    if store::stage_status(&mut tx, &cx.account_id, pipeline, id, &input.stage_name).await?.as_deref() != Some("Succeeded") {
+        return Err(cannot_roll_back(format!("Execution {id} did not succeed in stage '{}'", input.stage_name)));
+    }
+    let execution = engine::start_rollback(&mut tx, cx.scope(pipeline), &target, index as i32, Some(cx.caller_arn())).await?;
+    tx.commit().await?;
+    Ok(StartPipelineExecutionOutput { pipeline_execution_id: execution })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PutActionRevisionInput {
     pipeline_name: String,
     stage_name: String,
@@ -466,6 +514,14 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
     }))
 }
 
+/// executionType and, for rollbacks, rollbackMetadata.
+fn execution_kind(e: &ExecutionRow, out: &mut Value) {
+    out["executionType"] = json!(e.execution_type);
+    if let Some(target) = e.rollback_target {
+        out["rollbackMetadata"] = json!({"rollbackTargetPipelineExecutionId": target});
+    }
+}
+
 fn trigger(e: &ExecutionRow) -> Value {
     let mut t = json!({"triggerType": e.trigger_type});
     if let Some(d) = &e.trigger_detail {
@@ -529,8 +585,8 @@ pub async fn get_pipeline_execution(cx: Cx, input: GetPipelineExecutionInput) ->
         "trigger": trigger(&e),
         "variables": e.variables,
         "executionMode": e.execution_mode,
-        "executionType": "STANDARD",
     });
+    execution_kind(&e, &mut out);
     if let Some(s) = &e.status_summary {
         out["statusSummary"] = json!(s);
     }
@@ -573,8 +629,8 @@ pub async fn list_pipeline_executions(cx: Cx, input: ListPipelineExecutionsInput
             "sourceRevisions": sources,
             "trigger": trigger(e),
             "executionMode": e.execution_mode,
-            "executionType": "STANDARD",
         });
+        execution_kind(e, &mut s);
         if let Some(summary) = &e.status_summary {
             s["statusSummary"] = json!(summary);
         }

@@ -77,6 +77,7 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         ListRuleExecutions => call(cx, input, executions::list_rule_executions).await,
         ListDeployActionExecutionTargets => call(cx, input, executions::list_deploy_action_execution_targets).await,
         OverrideStageCondition => call(cx, input, executions::override_stage_condition).await,
+        RollbackStage => call(cx, input, executions::rollback_stage).await,
         PollForJobs => call(cx, input, jobs::poll_for_jobs).await,
         AcknowledgeJob => call(cx, input, jobs::acknowledge_job).await,
         GetJobDetails => call(cx, input, jobs::get_job_details).await,
@@ -94,8 +95,7 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         | GetThirdPartyJobDetails
         | PollForThirdPartyJobs
         | PutThirdPartyJobFailureResult
-        | PutThirdPartyJobSuccessResult
-        | RollbackStage => Err(ApiError::new(
+        | PutThirdPartyJobSuccessResult => Err(ApiError::new(
             ErrorCode::NotImplementedException,
             format!("{} is not implemented by this server yet", operation.name()),
         )),

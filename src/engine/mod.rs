@@ -111,6 +111,34 @@ pub async fn start_execution(
         variables: Value::Array(variables),
         source_overrides: Value::Array(start.source_overrides),
         client_request_token: start.client_request_token,
+        rollback: None,
+    };
+    store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
+    advance(conn, scope, vec![execution_id]).await?;
+    Ok(execution_id)
+}
+
+/// Starts a ROLLBACK execution that re-runs stage `stage_index` with the
+/// artifacts, source revisions and variables of `target`, an earlier
+/// execution that succeeded there. The caller has checked that it may.
+pub async fn start_rollback(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    target: &ExecutionRow,
+    stage_index: i32,
+    trigger_detail: Option<String>,
+) -> Result<Uuid, ApiError> {
+    let execution_id = Uuid::new_v4();
+    let new = NewExecution {
+        execution_id,
+        pipeline_version: target.pipeline_version,
+        execution_mode: &target.execution_mode,
+        trigger_type: "ManualRollback",
+        trigger_detail: trigger_detail.as_deref(),
+        variables: target.variables.clone(),
+        source_overrides: target.source_overrides.clone(),
+        client_request_token: None,
+        rollback: Some((target.execution_id, stage_index)),
     };
     store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
     advance(conn, scope, vec![execution_id]).await?;
@@ -265,14 +293,21 @@ async fn step_stage(
     let started: HashSet<&str> = rows.iter().map(|r| r.action_name.as_str()).collect();
     let next_order = stage.actions.iter().filter(|a| !started.contains(a.name.as_str())).map(ActionDeclaration::run_order).min();
     if let Some(order) = next_order {
-        let everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
+        let mut everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
+        if let Some(target) = e.rollback_target {
+            // Earlier stages' artifacts and variables come from the target.
+            let earlier: HashSet<&str> = decl.stages[..i].iter().map(|s| s.name.as_str()).collect();
+            let theirs = store::execution_actions(conn, scope.account_id, scope.pipeline, target).await?;
+            everything.extend(theirs.into_iter().filter(|r| earlier.contains(r.stage_name.as_str())));
+        }
         for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(a.name.as_str())) {
             start_action(conn, scope, e, decl, stage, action, types, &everything).await?;
         }
         return Ok(Step::Moved);
     }
     store::upsert_stage(conn, scope.account_id, scope.pipeline, e.execution_id, &stage.name, "Succeeded").await?;
-    if i + 1 == decl.stages.len() {
+    // A rollback re-runs one stage only.
+    if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
         store::set_execution_status(conn, scope.account_id, scope.pipeline, e.execution_id, "Succeeded", None).await?;
     } else {
         store::set_execution_position(conn, scope.account_id, scope.pipeline, e.execution_id, e.stage_index + 1, "Waiting").await?;
@@ -367,24 +402,30 @@ async fn start_action(
 
     // Artifacts: outputs get fresh locations; inputs point at the outputs of
     // the actions that produced them in this execution.
-    let location = |name: &str| artifact_location(decl, scope.region, action.region.as_deref(), scope.pipeline, e.execution_id, name);
-    let produced_revision = |artifact: &str| -> Option<String> {
+    // The action execution (of this execution, or of a rollback's target)
+    // that produced an artifact.
+    let producer = |artifact: &str| -> Option<&ActionRow> {
         decl.stages.iter().flat_map(|s| s.actions.iter().map(move |a| (s, a))).find_map(|(s, a)| {
-            a.output_artifacts.iter().any(|o| o.name == artifact).then(|| {
-                everything
-                    .iter()
-                    .find(|r| r.stage_name == s.name && r.action_name == a.name)
-                    .and_then(|r| r.revision.as_ref())
-                    .and_then(|rev| rev["revisionId"].as_str().map(str::to_owned))
-            })?
+            a.output_artifacts
+                .iter()
+                .any(|o| o.name == artifact)
+                .then(|| everything.iter().find(|r| r.stage_name == s.name && r.action_name == a.name))?
         })
     };
-    let artifact_detail = |name: &str| {
-        let (bucket, key) = location(name);
+    let location = |name: &str| {
+        let made_by = producer(name).map_or(e.execution_id, |r| r.execution_id);
+        artifact_location(decl, scope.region, action.region.as_deref(), scope.pipeline, made_by, name)
+    };
+    let produced_revision = |artifact: &str| -> Option<String> {
+        producer(artifact).and_then(|r| r.revision.as_ref()).and_then(|rev| rev["revisionId"].as_str().map(str::to_owned))
+    };
+    let output_location = |name: &str| artifact_location(decl, scope.region, action.region.as_deref(), scope.pipeline, e.execution_id, name);
+    let artifact_detail = |name: &str, out: bool| {
+        let (bucket, key) = if out { output_location(name) } else { location(name) };
         json!({"name": name, "s3location": {"bucket": bucket, "key": key}})
     };
-    let job_artifact = |name: &str, revision: Option<String>| {
-        let (bucket, key) = location(name);
+    let job_artifact = |name: &str, revision: Option<String>, out: bool| {
+        let (bucket, key) = if out { output_location(name) } else { location(name) };
         let mut a = json!({"name": name, "location": {"type": "S3", "s3Location": {"bucketName": bucket, "objectKey": key}}});
         if let Some(r) = revision {
             a["revision"] = Value::String(r);
@@ -396,12 +437,12 @@ async fn start_action(
         "configuration": action.configuration,
         "resolvedConfiguration": resolved,
         "region": action.region.as_deref().unwrap_or(scope.region),
-        "inputArtifacts": action.input_artifacts.iter().map(|a| artifact_detail(&a.name)).collect::<Vec<_>>(),
+        "inputArtifacts": action.input_artifacts.iter().map(|a| artifact_detail(&a.name, false)).collect::<Vec<_>>(),
     });
     if let Some(ns) = &action.namespace {
         input["namespace"] = Value::String(ns.clone());
     }
-    let output = json!({"outputArtifacts": action.output_artifacts.iter().map(|a| artifact_detail(&a.name)).collect::<Vec<_>>()});
+    let output = json!({"outputArtifacts": action.output_artifacts.iter().map(|a| artifact_detail(&a.name, true)).collect::<Vec<_>>()});
     let mut new = NewAction {
         action_execution_id,
         execution_id: e.execution_id,
@@ -471,8 +512,8 @@ async fn start_action(
             "pipelineArn": scope.pipeline_arn(),
             "pipelineExecutionId": e.execution_id,
         },
-        "inputArtifacts": action.input_artifacts.iter().map(|a| job_artifact(&a.name, produced_revision(&a.name))).collect::<Vec<_>>(),
-        "outputArtifacts": action.output_artifacts.iter().map(|a| job_artifact(&a.name, None)).collect::<Vec<_>>(),
+        "inputArtifacts": action.input_artifacts.iter().map(|a| job_artifact(&a.name, produced_revision(&a.name), false)).collect::<Vec<_>>(),
+        "outputArtifacts": action.output_artifacts.iter().map(|a| job_artifact(&a.name, None, true)).collect::<Vec<_>>(),
     });
     let store_for_region = decl.artifact_store.as_ref().or_else(|| decl.artifact_stores.as_ref().and_then(|m| m.get(scope.region)));
     if let Some(key) = store_for_region.and_then(|s| s.encryption_key.clone()) {

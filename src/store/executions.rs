@@ -34,12 +34,15 @@ pub struct ExecutionRow {
     pub source_overrides: Value,
     pub stop_reason: Option<String>,
     pub stop_abandon: Option<bool>,
+    pub execution_type: String,
+    pub rollback_target: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const EXECUTION_COLUMNS: &str = "execution_id, seq, pipeline_version, status, status_summary, execution_mode, trigger_type, \
-     trigger_detail, stage_index, stage_phase, variables, source_overrides, stop_reason, stop_abandon, created_at, updated_at";
+     trigger_detail, stage_index, stage_phase, variables, source_overrides, stop_reason, stop_abandon, execution_type, rollback_target, \
+     created_at, updated_at";
 
 pub struct NewExecution<'a> {
     pub execution_id: Uuid,
@@ -50,13 +53,15 @@ pub struct NewExecution<'a> {
     pub variables: Value,
     pub source_overrides: Value,
     pub client_request_token: Option<&'a str>,
+    /// For a rollback: the execution whose artifacts it re-runs with, and the stage it runs.
+    pub rollback: Option<(Uuid, i32)>,
 }
 
 pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
-         trigger_type, trigger_detail, variables, source_overrides, client_request_token) \
-         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10)",
+         trigger_type, trigger_detail, variables, source_overrides, client_request_token, execution_type, rollback_target, stage_index) \
+         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(account_id)
     .bind(pipeline)
@@ -68,6 +73,9 @@ pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipelin
     .bind(&e.variables)
     .bind(&e.source_overrides)
     .bind(e.client_request_token)
+    .bind(if e.rollback.is_some() { "ROLLBACK" } else { "STANDARD" })
+    .bind(e.rollback.map(|r| r.0))
+    .bind(e.rollback.map(|r| r.1).unwrap_or(0))
     .execute(conn)
     .await?;
     Ok(())

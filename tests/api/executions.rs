@@ -560,3 +560,153 @@ async fn aws_providers_this_server_cannot_run_fail_with_a_clear_message() {
         .unwrap_err();
     assert_eq!(error_code(&err), "ActionNotFoundException");
 }
+
+/// V2: Source (custom) → Deploy (custom, configured from a pipeline variable).
+async fn v2_pipeline(client: &Client, name: &str) {
+    custom_action_type(client, "Source", "Repo", &[("Branch", true, false, false)]).await;
+    custom_action_type(client, "Deploy", "Deployer", &[("Env", true, false, false), ("Token", true, true, false)]).await;
+    let source = action("Checkout", ActionCategory::Source, "Repo", 1).configuration("Branch", "main").output_artifacts(output("code")).build().unwrap();
+    let ship = action("Ship", ActionCategory::Deploy, "Deployer", 1)
+        .configuration("Env", "#{variables.env}")
+        .configuration("Token", "t")
+        .input_artifacts(input("code"))
+        .build()
+        .unwrap();
+    let p = PipelineDeclaration::builder()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline")
+        .pipeline_type(PipelineType::V2)
+        .variables(PipelineVariableDeclaration::builder().name("env").default_value("dev").build().unwrap())
+        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
+        .stages(StageDeclaration::builder().name("Deploy").actions(ship).build().unwrap())
+        .build()
+        .unwrap();
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn v2_variables_resolve_and_a_stage_rolls_back_to_an_earlier_execution() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    v2_pipeline(&client, "app").await;
+    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
+    let first = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    ack(&client, &source[0]).await;
+    client
+        .put_job_success_result()
+        .job_id(source[0].id().unwrap())
+        .current_revision(CurrentRevision::builder().revision("r1").change_identifier("c1").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let deploy = claim(&client, ActionCategory::Deploy, "Deployer", 1).await;
+    let config = deploy[0].data().unwrap().action_configuration().unwrap().configuration().unwrap().clone();
+    assert_eq!(config.get("Env").map(String::as_str), Some("dev"), "the variable's default");
+    succeed(&client, &deploy[0], &[]).await;
+    assert_eq!(execution_status(&client, "app", &first).await, "Succeeded");
+
+    let second = client
+        .start_pipeline_execution()
+        .name("app")
+        .variables(PipelineVariable::builder().name("env").value("prod").build().unwrap())
+        .source_revisions(SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("r2").build().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id()
+        .unwrap()
+        .to_owned();
+    let deploy = claim(&client, ActionCategory::Deploy, "Deployer", 1).await;
+    let config = deploy[0].data().unwrap().action_configuration().unwrap().configuration().unwrap().clone();
+    assert_eq!(config.get("Env").map(String::as_str), Some("prod"), "the value given at start");
+    assert_eq!(deploy[0].data().unwrap().input_artifacts()[0].revision(), Some("r2"));
+    succeed(&client, &deploy[0], &[]).await;
+    let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(&second).send().await.unwrap();
+    let vars = e.pipeline_execution().unwrap().variables();
+    assert_eq!((vars[0].name(), vars[0].resolved_value()), (Some("env"), Some("prod")));
+
+    // Roll Deploy back to the first execution: its artifacts and variables.
+    let rollback = client
+        .rollback_stage()
+        .pipeline_name("app")
+        .stage_name("Deploy")
+        .target_pipeline_execution_id(&first)
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id()
+        .to_owned();
+    let deploy = claim(&client, ActionCategory::Deploy, "Deployer", 1).await;
+    let data = deploy[0].data().unwrap();
+    assert_eq!(data.action_configuration().unwrap().configuration().unwrap().get("Env").map(String::as_str), Some("dev"));
+    let key = data.input_artifacts()[0].location().unwrap().s3_location().unwrap().object_key();
+    assert!(key.contains(&first), "the input is the target's artifact: {key}");
+    succeed(&client, &deploy[0], &[]).await;
+    let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(&rollback).send().await.unwrap();
+    let e = e.pipeline_execution().unwrap();
+    assert_eq!(e.status(), Some(&PipelineExecutionStatus::Succeeded));
+    assert_eq!(e.execution_type(), Some(&ExecutionType::Rollback));
+    assert_eq!(e.rollback_metadata().unwrap().rollback_target_pipeline_execution_id(), Some(first.as_str()));
+    assert_eq!(e.trigger().unwrap().trigger_type(), Some(&TriggerType::ManualRollback));
+
+    let rollback_err = |stage: &str, target: &str| {
+        client.rollback_stage().pipeline_name("app").stage_name(stage).target_pipeline_execution_id(target).send()
+    };
+    assert_eq!(error_code(&rollback_err("Source", &first).await.unwrap_err()), "UnableToRollbackStageException");
+    assert_eq!(error_code(&rollback_err("Deploy", &rollback).await.unwrap_err()), "UnableToRollbackStageException");
+    assert_eq!(error_code(&rollback_err("Nope", &first).await.unwrap_err()), "StageNotFoundException");
+    assert_eq!(
+        error_code(&rollback_err("Deploy", "00000000-0000-4000-8000-000000000000").await.unwrap_err()),
+        "PipelineExecutionNotFoundException"
+    );
+}
+
+#[tokio::test]
+async fn an_outbound_transition_holds_an_execution_after_its_stage() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    realistic_pipeline(&client, "app", None).await;
+    client
+        .disable_stage_transition()
+        .pipeline_name("app")
+        .stage_name("Source")
+        .transition_type(StageTransitionType::Outbound)
+        .reason("Hold")
+        .send()
+        .await
+        .unwrap();
+    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
+    succeed(&client, &source[0], &[]).await;
+    assert!(poll(&client, ActionCategory::Build, "Builder", 10).await.is_empty());
+    client.enable_stage_transition().pipeline_name("app").stage_name("Source").transition_type(StageTransitionType::Outbound).send().await.unwrap();
+    claim(&client, ActionCategory::Build, "Builder", 2).await;
+}
+
+#[tokio::test]
+async fn only_the_latest_execution_of_a_failed_stage_can_be_retried_and_all_actions_rerun() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    realistic_pipeline(&client, "app", None).await;
+    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
+    succeed(&client, &source[0], &[]).await;
+    let first = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    for job in claim(&client, ActionCategory::Build, "Builder", 2).await {
+        fail(&client, &job, "broken").await;
+    }
+    let second = revision(&client, "app", "r2").await;
+    for job in claim(&client, ActionCategory::Build, "Builder", 2).await {
+        fail(&client, &job, "still broken").await;
+    }
+    let retry = |id: &str, mode: StageRetryMode| {
+        client.retry_stage_execution().pipeline_name("app").stage_name("Build").pipeline_execution_id(id).retry_mode(mode).send()
+    };
+    assert_eq!(error_code(&retry(&first, StageRetryMode::FailedActions).await.unwrap_err()), "NotLatestPipelineExecutionException");
+    retry(&second, StageRetryMode::AllActions).await.unwrap();
+    let rerun = claim(&client, ActionCategory::Build, "Builder", 2).await;
+    assert!(rerun.iter().all(|j| j.data().unwrap().pipeline_context().unwrap().pipeline_execution_id() == Some(second.as_str())));
+    assert_eq!(error_code(&retry(&second, StageRetryMode::AllActions).await.unwrap_err()), "StageNotRetryableException", "not while it runs");
+}
