@@ -10,4 +10,5 @@ mod pipelines;
 mod protocol;
 mod structure;
 mod tags;
+mod third_party;
 mod webhooks;
