@@ -424,3 +424,36 @@ async fn an_operator_issues_and_revokes_client_pairs_with_the_admin_command() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
 }
+
+#[tokio::test]
+async fn a_partner_job_never_acknowledged_comes_back_with_a_new_nonce() {
+    let mut config = millrace::config::Config::for_tests();
+    config.job_ack_timeout = std::time::Duration::from_millis(500);
+    config.sweep_interval = std::time::Duration::from_millis(50);
+    let server = TestServer::start_with(config).await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    register_partner_types(&client).await;
+    let (_, token) = issue_client(&server, &account).await;
+    client.create_pipeline().pipeline(partner_pipeline("p")).send().await.unwrap();
+    let (_, job_id) = poll_one(&client, source_type()).await;
+    let first_nonce = nonce_of(&client, &job_id, &token).await;
+
+    // The worker disappears; after the ack timeout a poll hands the job out again.
+    let mut again = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let out = client.poll_for_third_party_jobs().action_type_id(source_type()).send().await.unwrap();
+        if let Some(j) = out.jobs().first() {
+            again = Some(j.job_id().unwrap().to_owned());
+            break;
+        }
+    }
+    assert_eq!(again.as_deref(), Some(job_id.as_str()), "the job was redelivered");
+    let second_nonce = nonce_of(&client, &job_id, &token).await;
+    assert_ne!(second_nonce, first_nonce);
+    let err = client.acknowledge_third_party_job().job_id(&job_id).nonce(&first_nonce).client_token(&token).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidNonceException", "the first worker's late ack is refused");
+    let ok = client.acknowledge_third_party_job().job_id(&job_id).nonce(&second_nonce).client_token(&token).send().await.unwrap();
+    assert_eq!(ok.status(), Some(&JobStatus::InProgress));
+}
