@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::config::{AdminArgs, AdminCommand, Cli, Command, ServeArgs};
-use crate::store::{Database, accounts};
+use crate::store::{Database, accounts, third_party};
 use crate::{App, Server};
 
 pub fn main() -> ExitCode {
@@ -84,6 +84,18 @@ async fn run_admin(db: &Database, secrets: &crate::crypto::SecretBox, command: A
         }
         AdminCommand::DeleteAccessKey { access_key_id } => {
             accounts::delete_access_key(&mut tx, &access_key_id).await?;
+        }
+        AdminCommand::CreateThirdPartyClient { account_id } => {
+            let client = third_party::create_client(&mut tx, &account_id).await?;
+            println!("{}", serde_json::to_string(&client)?);
+        }
+        AdminCommand::ListThirdPartyClients { account_id } => {
+            for client in third_party::list_clients(&mut tx, account_id.as_deref()).await? {
+                println!("{}", serde_json::to_string(&client)?);
+            }
+        }
+        AdminCommand::DeleteThirdPartyClient { client_id } => {
+            third_party::delete_client(&mut tx, client_id).await?;
         }
     }
     tx.commit().await?;

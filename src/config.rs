@@ -40,7 +40,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the API server.
     Serve(ServeArgs),
-    /// Manage accounts and access keys directly in the database (works whether or not the server runs).
+    /// Manage accounts, access keys and third-party clients directly in the database (works whether or not the server runs).
     Admin(AdminArgs),
 }
 
@@ -127,6 +127,22 @@ pub enum AdminCommand {
     DeleteAccessKey {
         #[arg(long)]
         access_key_id: String,
+    },
+    /// Issue a clientId/clientToken pair for the account's partner (ThirdParty) job workers;
+    /// prints {"accountId","clientId","clientToken"}. The token is shown only this once.
+    CreateThirdPartyClient {
+        #[arg(long)]
+        account_id: String,
+    },
+    /// Print third-party client ids (never tokens) as JSON lines, of one account or all.
+    ListThirdPartyClients {
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// Revoke a third-party client: its token stops working at once.
+    DeleteThirdPartyClient {
+        #[arg(long)]
+        client_id: uuid::Uuid,
     },
 }
 

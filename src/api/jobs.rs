@@ -20,7 +20,7 @@ use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::executions::{self as executions, ActionUpdate};
 use crate::store::jobs::{self, JobRow};
-use crate::store::{action_types as type_store};
+use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -44,13 +44,7 @@ fn type_not_found(id: &ActionTypeId) -> ApiError {
 /// that `query_param` matches its queryable property; returns the value to
 /// match jobs against.
 pub async fn check_poll(cx: &Cx, id: &ActionTypeId, owner: &str, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
-    if id.owner != owner {
-        return Err(ApiError::validation(format!(
-            "Jobs of {id} cannot be polled here: only action types owned by {owner} have jobs for this call"
-        )));
-    }
-    let mut conn = cx.pool().acquire().await?;
-    let row = type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))?;
+    let row = pollable_type(cx, id, owner).await?;
     match (row.definition.0.queryable_property(), query_param.len()) {
         (None, 0) => Ok(None),
         (None, _) => Err(ApiError::validation(format!("{id} has no queryable property, so queryParam must be empty"))),
@@ -61,6 +55,19 @@ pub async fn check_poll(cx: &Cx, id: &ActionTypeId, owner: &str, query_param: &B
             .ok_or_else(|| ApiError::validation(format!("queryParam must name the queryable property '{}' of {id}", p.name))),
         (Some(p), _) => Err(ApiError::validation(format!("queryParam must hold exactly the queryable property '{}' of {id}", p.name))),
     }
+}
+
+/// The live type of this account with the given owner whose jobs a poll
+/// asks for: ValidationException for another owner,
+/// ActionTypeNotFoundException for an unknown or deleted type.
+pub async fn pollable_type(cx: &Cx, id: &ActionTypeId, owner: &str) -> Result<ActionTypeRow, ApiError> {
+    if id.owner != owner {
+        return Err(ApiError::validation(format!(
+            "Jobs of {id} cannot be polled here: only action types owned by {owner} have jobs for this call"
+        )));
+    }
+    let mut conn = cx.pool().acquire().await?;
+    type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))
 }
 
 /// Errors: ValidationException, ActionTypeNotFoundException.
@@ -75,7 +82,7 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     Ok(PollForJobsOutput { jobs })
 }
 
-fn job_not_found(id: &str) -> ApiError {
+pub fn job_not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::JobNotFoundException, format!("Job '{id}' was not found"))
 }
 
@@ -140,11 +147,11 @@ pub async fn get_job_details(cx: Cx, input: GetJobDetailsInput) -> Result<Value,
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PutJobSuccessResultInput {
-    job_id: String,
-    current_revision: Option<Value>,
-    continuation_token: Option<String>,
-    execution_details: Option<ExecutionDetails>,
-    output_variables: Option<BTreeMap<String, String>>,
+    pub job_id: String,
+    pub current_revision: Option<Value>,
+    pub continuation_token: Option<String>,
+    pub execution_details: Option<ExecutionDetails>,
+    pub output_variables: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]

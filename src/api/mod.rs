@@ -7,6 +7,7 @@ pub mod executions;
 pub mod jobs;
 pub mod pipelines;
 pub mod tags;
+pub mod third_party;
 pub mod webhooks;
 
 use std::future::Future;
@@ -18,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::App;
-use crate::protocol::error::{ApiError, ErrorCode};
+use crate::protocol::error::ApiError;
 use crate::protocol::target::Operation;
 
 /// The context of one authenticated call.
@@ -91,14 +92,11 @@ pub async fn dispatch(cx: Cx, operation: Operation, input: Value) -> Result<Valu
         DeleteWebhook => call(cx, input, webhooks::delete_webhook).await,
         RegisterWebhookWithThirdParty => call(cx, input, webhooks::register_webhook_with_third_party).await,
         DeregisterWebhookWithThirdParty => call(cx, input, webhooks::deregister_webhook_with_third_party).await,
-        AcknowledgeThirdPartyJob
-        | GetThirdPartyJobDetails
-        | PollForThirdPartyJobs
-        | PutThirdPartyJobFailureResult
-        | PutThirdPartyJobSuccessResult => Err(ApiError::new(
-            ErrorCode::NotImplementedException,
-            format!("{} is not implemented by this server yet", operation.name()),
-        )),
+        PollForThirdPartyJobs => call(cx, input, third_party::poll_for_third_party_jobs).await,
+        GetThirdPartyJobDetails => call(cx, input, third_party::get_third_party_job_details).await,
+        AcknowledgeThirdPartyJob => call(cx, input, third_party::acknowledge_third_party_job).await,
+        PutThirdPartyJobSuccessResult => call(cx, input, third_party::put_third_party_job_success_result).await,
+        PutThirdPartyJobFailureResult => call(cx, input, third_party::put_third_party_job_failure_result).await,
     }
 }
 

@@ -34,7 +34,6 @@ error_codes! {
     RequestEntityTooLargeException,
     ThrottlingException,
     RequestTimeoutException,
-    NotImplementedException,
     InternalFailure,
     // The service model's exception shapes.
     ActionExecutionNotFoundException,

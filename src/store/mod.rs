@@ -10,6 +10,7 @@ pub mod executions;
 pub mod jobs;
 pub mod pipelines;
 pub mod tags;
+pub mod third_party;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -6,7 +6,7 @@ use millrace::config::Config;
 
 use crate::helpers::{TestAccount, TestServer, error_code, simple_pipeline};
 
-fn admin(server: &TestServer, args: &[&str]) -> std::process::Output {
+pub fn admin(server: &TestServer, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_millrace"))
         .arg("admin")
         .args(["--database-url", &server.database_url])
@@ -17,7 +17,7 @@ fn admin(server: &TestServer, args: &[&str]) -> std::process::Output {
         .expect("running millrace admin")
 }
 
-fn json_line(out: &std::process::Output) -> serde_json::Value {
+pub fn json_line(out: &std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }

@@ -12,4 +12,5 @@ mod pipelines;
 mod protocol;
 mod structure;
 mod tags;
+mod third_party;
 mod webhooks;

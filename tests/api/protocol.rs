@@ -83,17 +83,6 @@ async fn a_missing_required_member_is_a_validation_error() {
 }
 
 #[tokio::test]
-async fn an_operation_not_built_yet_answers_a_typed_error() {
-    let server = TestServer::start().await;
-    let account = server.account("a").await;
-    let body = br#"{"jobId": "j", "nonce": "n", "clientToken": "t"}"#;
-    let headers = signed_headers(server.addr, &account, "CodePipeline_20150709.AcknowledgeThirdPartyJob", body, Utc::now());
-    let r = raw_post(server.addr, &headers, body).await;
-    assert_eq!(r.status, 400);
-    assert_eq!(r.json()["__type"], "NotImplementedException");
-}
-
-#[tokio::test]
 async fn an_oversized_body_is_refused() {
     let mut config = millrace::config::Config::for_tests();
     config.max_body_bytes = 1024;
