@@ -16,6 +16,7 @@
 //! | `--job-ack-timeout-secs` | `MILLRACE_JOB_ACK_TIMEOUT_SECS` | 60 |
 //! | `--job-timeout-secs` | `MILLRACE_JOB_TIMEOUT_SECS` | 86400 |
 //! | `--sweep-interval-ms` | `MILLRACE_SWEEP_INTERVAL_MS` | 1000 |
+//! | `--artifact-access-key-id` / `--artifact-secret-access-key` / `--artifact-session-token` | `MILLRACE_ARTIFACT_*` | none |
 //!
 //! The configuration is parsed once at start and passed down as a value;
 //! nothing reads the environment after that.
@@ -93,6 +94,14 @@ pub struct ServeArgs {
     /// An acknowledged custom job running longer than this times out and fails its action.
     #[arg(long, env = "MILLRACE_JOB_TIMEOUT_SECS", default_value_t = 24 * 3600)]
     pub job_timeout_secs: u64,
+    /// Credentials handed to job workers as `artifactCredentials`, for the
+    /// S3-compatible store that holds artifacts (e.g. MinIO). Unset: none are issued.
+    #[arg(long, env = "MILLRACE_ARTIFACT_ACCESS_KEY_ID")]
+    pub artifact_access_key_id: Option<String>,
+    #[arg(long, env = "MILLRACE_ARTIFACT_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub artifact_secret_access_key: Option<String>,
+    #[arg(long, env = "MILLRACE_ARTIFACT_SESSION_TOKEN", hide_env_values = true)]
+    pub artifact_session_token: Option<String>,
     /// How often the sweeper looks for overdue jobs and approvals.
     #[arg(long, env = "MILLRACE_SWEEP_INTERVAL_MS", default_value_t = 1000)]
     pub sweep_interval_ms: u64,
@@ -159,6 +168,20 @@ impl std::fmt::Debug for DevCredentials {
     }
 }
 
+/// `artifactCredentials` for job workers; never printed.
+#[derive(Clone)]
+pub struct ArtifactCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+}
+
+impl std::fmt::Debug for ArtifactCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
 /// The validated server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -174,6 +197,7 @@ pub struct Config {
     pub job_ack_timeout: Duration,
     pub job_timeout: Duration,
     pub sweep_interval: Duration,
+    pub artifact_credentials: Option<ArtifactCredentials>,
 }
 
 impl Config {
@@ -189,6 +213,7 @@ impl Config {
             job_ack_timeout: Duration::from_secs(60),
             job_timeout: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_millis(200),
+            artifact_credentials: None,
         }
     }
 
@@ -245,6 +270,15 @@ impl ServeArgs {
             job_ack_timeout: Duration::from_secs(self.job_ack_timeout_secs),
             job_timeout: Duration::from_secs(self.job_timeout_secs),
             sweep_interval: Duration::from_millis(self.sweep_interval_ms.max(10)),
+            artifact_credentials: match (&self.artifact_access_key_id, &self.artifact_secret_access_key) {
+                (Some(id), Some(secret)) => Some(ArtifactCredentials {
+                    access_key_id: id.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: self.artifact_session_token.clone().unwrap_or_default(),
+                }),
+                (None, None) => None,
+                _ => bail!("--artifact-access-key-id and --artifact-secret-access-key go together"),
+            },
         })
     }
 }

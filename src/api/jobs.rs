@@ -77,9 +77,19 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     let claimed = jobs::claim(&mut conn, &cx.account_id, &input.action_type_id, query_value.as_deref(), input.max_batch_size.unwrap_or(1)).await?;
     let jobs = claimed
         .into_iter()
-        .map(|j| json!({"id": j.job_id, "data": j.data, "nonce": j.nonce, "accountId": cx.account_id}))
+        .map(|j| json!({"id": j.job_id, "data": with_credentials(&cx, j.data), "nonce": j.nonce, "accountId": cx.account_id}))
         .collect();
     Ok(PollForJobsOutput { jobs })
+}
+
+/// Adds the configured artifact store credentials. They are added when the
+/// data is handed out, never stored with the job.
+pub fn with_credentials(cx: &Cx, mut data: Value) -> Value {
+    if let Some(c) = &cx.app.config.artifact_credentials {
+        data["artifactCredentials"] =
+            json!({"accessKeyId": c.access_key_id, "secretAccessKey": c.secret_access_key, "sessionToken": c.session_token});
+    }
+    data
 }
 
 pub fn job_not_found(id: &str) -> ApiError {
@@ -141,7 +151,7 @@ pub async fn get_job_details(cx: Cx, input: GetJobDetailsInput) -> Result<Value,
     if job.owner != "Custom" {
         return Err(job_not_found(&input.job_id));
     }
-    Ok(json!({"jobDetails": {"id": job.job_id, "data": job.data, "accountId": cx.account_id}}))
+    Ok(json!({"jobDetails": {"id": job.job_id, "data": with_credentials(&cx, job.data), "accountId": cx.account_id}}))
 }
 
 #[derive(Deserialize)]

@@ -306,3 +306,29 @@ async fn a_connection_killed_mid_transaction_leaves_the_state_as_it_was() {
     // The pipeline is not left locked.
     start_many(&client, "p", 1).await;
 }
+
+#[tokio::test]
+async fn configured_artifact_credentials_reach_workers_with_their_jobs() {
+    let mut config = Config::for_tests();
+    config.artifact_credentials = Some(millrace::config::ArtifactCredentials {
+        access_key_id: "minio-key".into(),
+        secret_access_key: "minio-secret".into(),
+        session_token: String::new(),
+    });
+    let server = TestServer::start_with(config).await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline(&client, "p", false).await;
+    start_many(&client, "p", 1).await;
+    let job = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs()[0].clone();
+    let creds = job.data().unwrap().artifact_credentials().unwrap();
+    assert_eq!((creds.access_key_id(), creds.secret_access_key()), ("minio-key", "minio-secret"));
+    let details = client.get_job_details().job_id(job.id().unwrap()).send().await.unwrap();
+    assert!(details.job_details().unwrap().data().unwrap().artifact_credentials().is_some());
+    let (stored,): (serde_json::Value,) = sqlx::query_as("select data from job where job_id = $1::uuid")
+        .bind(job.id().unwrap())
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    assert!(stored.get("artifactCredentials").is_none(), "credentials are never stored with the job");
+}
