@@ -10,4 +10,5 @@ mod pipelines;
 mod protocol;
 mod structure;
 mod tags;
+mod webhook_delivery;
 mod webhooks;
