@@ -47,6 +47,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -153,8 +154,10 @@ impl IntoResponse for Answer {
 }
 
 /// The handler of `POST /webhooks/{id}`.
-pub async fn receive(State(endpoint): State<Arc<Endpoint>>, Path(id): Path<String>, request: Request) -> Response {
+pub async fn receive(State(endpoint): State<Arc<Endpoint>>, id: Result<Path<String>, PathRejection>, request: Request) -> Response {
     let started = Instant::now();
+    // An id that does not even decode names no webhook.
+    let id = id.map(|Path(id)| id).unwrap_or_default();
     // Present when served with `into_make_service_with_connect_info`, as
     // `Server::run` does; without it IP authentication refuses everyone.
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());

@@ -257,7 +257,7 @@ async fn deliveries_that_fail_authentication_or_filters_start_nothing() {
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("BodyTooLarge")), "{}", r.body);
     answers.push(r);
     // Unknown ids: 404, whatever their shape.
-    for unknown in ["/webhooks/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/webhooks/short", "/webhooks/..%2F..%2Fetc"] {
+    for unknown in ["/webhooks/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/webhooks/short", "/webhooks/..%2F..%2Fetc", "/webhooks/%FF%FE"] {
         let r = f.deliver(unknown, &[("x-hub-signature-256", &good)], &body).await;
         assert_eq!(r.status, 404, "{unknown}: {}", r.body);
         answers.push(r);
