@@ -17,6 +17,8 @@
 //! | `--job-timeout-secs` | `MILLRACE_JOB_TIMEOUT_SECS` | 86400 |
 //! | `--sweep-interval-ms` | `MILLRACE_SWEEP_INTERVAL_MS` | 1000 |
 //! | `--artifact-access-key-id` / `--artifact-secret-access-key` / `--artifact-session-token` | `MILLRACE_ARTIFACT_*` | none |
+//! | `--trusted-proxies` | `MILLRACE_TRUSTED_PROXIES` | none |
+//! | `--webhook-rate-per-minute` | `MILLRACE_WEBHOOK_RATE_PER_MINUTE` | 60 |
 //!
 //! The configuration is parsed once at start and passed down as a value;
 //! nothing reads the environment after that.
@@ -105,6 +107,14 @@ pub struct ServeArgs {
     /// How often the sweeper looks for overdue jobs and approvals.
     #[arg(long, env = "MILLRACE_SWEEP_INTERVAL_MS", default_value_t = 1000)]
     pub sweep_interval_ms: u64,
+    /// Comma-separated CIDR blocks (or addresses) of reverse proxies whose
+    /// X-Forwarded-For is believed when checking a webhook's AllowedIPRange.
+    #[arg(long, env = "MILLRACE_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Executions each webhook may start per minute (also the burst); more
+    /// deliveries are answered 429. 0 means no limit.
+    #[arg(long, env = "MILLRACE_WEBHOOK_RATE_PER_MINUTE", default_value_t = 60)]
+    pub webhook_rate_per_minute: u32,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +208,10 @@ pub struct Config {
     pub job_timeout: Duration,
     pub sweep_interval: Duration,
     pub artifact_credentials: Option<ArtifactCredentials>,
+    /// Peers whose X-Forwarded-For names the webhook sender's address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Per-webhook start rate (and burst); 0 disables the limit.
+    pub webhook_rate_per_minute: u32,
 }
 
 impl Config {
@@ -214,6 +228,8 @@ impl Config {
             job_timeout: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_millis(200),
             artifact_credentials: None,
+            trusted_proxies: Vec::new(),
+            webhook_rate_per_minute: 60,
         }
     }
 
@@ -238,6 +254,19 @@ fn parse_public_url(url: &str) -> anyhow::Result<String> {
         bail!("--public-url must be an absolute URL with a host and no query or fragment, got '{url}'");
     }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Comma-separated CIDR blocks; a bare address means just that host.
+fn parse_trusted_proxies(list: &str) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| format!("--trusted-proxies: '{s}' is not an IP address or CIDR block"))
+        })
+        .collect()
 }
 
 impl ServeArgs {
@@ -279,6 +308,8 @@ impl ServeArgs {
                 (None, None) => None,
                 _ => bail!("--artifact-access-key-id and --artifact-secret-access-key go together"),
             },
+            trusted_proxies: self.trusted_proxies.as_deref().map(parse_trusted_proxies).transpose()?.unwrap_or_default(),
+            webhook_rate_per_minute: self.webhook_rate_per_minute,
         })
     }
 }
@@ -331,6 +362,15 @@ mod tests {
         for bad in ["ci.example.com", "ftp://x", "https://", "https:///x", "https://x/?a=1", "https://x/#f"] {
             assert!(parse_public_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidr_blocks_or_addresses() {
+        let nets = parse_trusted_proxies(" 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,").unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        assert!(parse_trusted_proxies("").unwrap().is_empty());
+        assert!(parse_trusted_proxies("10.0.0.0/8,proxy.local").is_err());
     }
 
     #[test]

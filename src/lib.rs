@@ -13,6 +13,7 @@ pub mod engine;
 pub mod protocol;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,8 +37,10 @@ pub struct App {
 }
 
 pub fn router(app: Arc<App>) -> Router {
+    let webhooks = web::webhooks::Endpoint::new(app.clone());
     Router::new()
         .route("/", post(protocol::handle))
+        .route("/webhooks/{id}", post(web::webhooks::receive).with_state(webhooks))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(app)

@@ -5,7 +5,9 @@
 //! `<public base URL>/webhooks/<url id>`, the id random and unguessable;
 //! PutWebhook on an existing name updates it and keeps the URL, while a
 //! deleted and re-created name gets a new one. The receiving endpoint
-//! (`POST /webhooks/<id>`) is not built yet: it needs the execution engine.
+//! (`POST /webhooks/<id>`) is [`crate::web::webhooks`]; it sets
+//! `lastTriggered`, and `errorCode` / `errorMessage` when it cannot start
+//! the target.
 //!
 //! The GitHub secret (`SecretToken`) is sealed with the master key, since
 //! the endpoint must compute HMACs with it; it is never returned (responses
@@ -329,7 +331,7 @@ fn item(cx: &Cx, row: WebhookRow, tags: Vec<Tag>) -> Result<ListWebhookItem, Api
         allowed_ip_range: row.allowed_ip_range,
         secret_token: (authentication == WebhookAuthenticationType::GithubHmac).then(SecretToken::redacted),
     };
-    // The endpoint's own errors, once it exists, take precedence over the note.
+    // The endpoint's own errors take precedence over the note.
     let (error_code, error_message) = match (row.error_code, row.error_message) {
         (None, None) if row.registered_at.is_some() => (None, Some(NOT_REGISTERED_MESSAGE.to_owned())),
         other => other,

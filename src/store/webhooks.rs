@@ -170,3 +170,112 @@ pub async fn list(conn: &mut PgConnection, account_id: &str, after: Option<&str>
     .fetch_all(conn)
     .await
 }
+
+// ---- the receiving endpoint ----
+
+/// What `POST /webhooks/<url id>` needs to authenticate, filter and start.
+#[derive(sqlx::FromRow)]
+pub struct DeliveryTarget {
+    pub account_id: String,
+    pub name: String,
+    pub url_id: String,
+    pub target_pipeline: String,
+    pub target_action: String,
+    pub filters: Value,
+    pub authentication: String,
+    pub allowed_ip_range: Option<String>,
+    pub secret_sealed: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for DeliveryTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryTarget")
+            .field("account_id", &self.account_id)
+            .field("name", &self.name)
+            .field("target_pipeline", &self.target_pipeline)
+            .field("target_action", &self.target_action)
+            .field("authentication", &self.authentication)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The webhook whose URL ends in `url_id`, in whichever account.
+pub async fn by_url_id(conn: &mut PgConnection, url_id: &str) -> Result<Option<DeliveryTarget>, sqlx::Error> {
+    sqlx::query_as(
+        "select account_id, name, url_id, target_pipeline, target_action, filters, authentication, allowed_ip_range, \
+                secret_sealed \
+         from webhook where url_id = $1",
+    )
+    .bind(url_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks a successful trigger (clearing any recorded error) and locks the
+/// row until the transaction ends; false when the webhook is gone.
+pub async fn mark_triggered(conn: &mut PgConnection, url_id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update webhook set last_triggered = now(), error_code = null, error_message = null where url_id = $1",
+    )
+    .bind(url_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records why a delivery could not start the pipeline (shown by
+/// ListWebhooks as errorCode / errorMessage until the next success).
+pub async fn set_error(conn: &mut PgConnection, url_id: &str, code: &str, message: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("update webhook set error_code = $2, error_message = $3 where url_id = $1")
+        .bind(url_id)
+        .bind(code)
+        .bind(message)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The execution an earlier delivery with this id started, if any.
+pub async fn delivery(conn: &mut PgConnection, url_id: &str, delivery_id: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+    let row: Option<(uuid::Uuid,)> =
+        sqlx::query_as("select execution_id from webhook_delivery where url_id = $1 and delivery_id = $2")
+            .bind(url_id)
+            .bind(delivery_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Records a delivery that started `execution_id`; false when the id was
+/// already recorded (a concurrent redelivery won).
+pub async fn record_delivery(
+    conn: &mut PgConnection,
+    url_id: &str,
+    delivery_id: &str,
+    execution_id: uuid::Uuid,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "insert into webhook_delivery (url_id, delivery_id, execution_id) values ($1, $2, $3) \
+         on conflict (url_id, delivery_id) do nothing",
+    )
+    .bind(url_id)
+    .bind(delivery_id)
+    .bind(execution_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets deliveries received before `older_than` ago, at most `limit` of
+/// them per call (the endpoint calls it now and then).
+pub async fn prune_deliveries(conn: &mut PgConnection, older_than: std::time::Duration, limit: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from webhook_delivery where ctid in \
+         (select ctid from webhook_delivery where received_at < now() - make_interval(secs => $1) limit $2)",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -234,9 +234,15 @@ impl RawResponse {
 
 /// Sends `POST /` with the given headers and body over a plain socket.
 pub async fn raw_post(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -> RawResponse {
+    raw_request(addr, "POST", "/", headers, body).await
+}
+
+/// Sends one HTTP/1.1 request over a plain socket and reads the answer.
+/// Only the given headers are sent, besides `connection` and `content-length`.
+pub async fn raw_request(addr: SocketAddr, method: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> RawResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut request = format!("POST / HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut request = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }

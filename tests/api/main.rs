@@ -13,4 +13,5 @@ mod protocol;
 mod structure;
 mod tags;
 mod third_party;
+mod webhook_delivery;
 mod webhooks;

@@ -429,7 +429,7 @@ async fn webhook_urls_start_with_the_configured_public_url() {
 
 /// Everything logged in this test process from now on (the subscriber is
 /// global: other tests' lines land here too, so look for unique values).
-fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+pub fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
     use std::sync::{Arc, Mutex, OnceLock};
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
