@@ -381,3 +381,27 @@ mod tests {
         assert_eq!(config.public_base_url(), "https://ci.example.com");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from(["millrace", "serve"].iter().chain(args)).expect("arguments parse");
+        match cli.command {
+            Command::Serve(s) => s.config(),
+            Command::Admin(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_dev_account_is_refused_on_a_public_address_unless_allowed() {
+        let err = serve(&["--dev", "--listen", "0.0.0.0:8080", "--database-url", "postgres://x/y"]).unwrap_err();
+        assert!(err.to_string().contains("--allow-insecure-dev"), "{err}");
+        // The embedded default implies --dev.
+        assert!(serve(&["--listen", "0.0.0.0:8080"]).is_err());
+        assert!(serve(&["--dev", "--listen", "0.0.0.0:8080", "--allow-insecure-dev"]).unwrap().dev.is_some());
+        assert!(serve(&["--listen", "0.0.0.0:8080", "--database-url", "postgres://x/y"]).unwrap().dev.is_none());
+        assert!(serve(&[]).unwrap().dev.is_some());
+    }
+}

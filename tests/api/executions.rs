@@ -710,3 +710,40 @@ async fn only_the_latest_execution_of_a_failed_stage_can_be_retried_and_all_acti
     assert!(rerun.iter().all(|j| j.data().unwrap().pipeline_context().unwrap().pipeline_execution_id() == Some(second.as_str())));
     assert_eq!(error_code(&retry(&second, StageRetryMode::AllActions).await.unwrap_err()), "StageNotRetryableException", "not while it runs");
 }
+
+#[tokio::test]
+async fn an_unanswered_approval_fails_when_it_times_out() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    realistic_pipeline(&client, "app", None).await;
+    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
+    succeed(&client, &source[0], &[]).await;
+    let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    build_all(&client, "1").await;
+    let token = approval_token(&client, "app").await;
+    // Seven days pass.
+    sqlx::query("update action_execution set timeout_at = now() - interval '1 second' where approval_token = $1::uuid")
+        .bind(&token)
+        .execute(&server.pool)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if execution_status(&client, "app", &execution).await == "Failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
+    let err = client
+        .put_approval_result()
+        .pipeline_name("app")
+        .stage_name("Approve")
+        .action_name("Approve")
+        .token(&token)
+        .result(approval(ApprovalStatus::Approved, "too late"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
+}
