@@ -409,8 +409,8 @@ pub struct GetPipelineStateInput {
     name: String,
 }
 
-fn stage_execution(id: Uuid, status: &str) -> Value {
-    json!({"pipelineExecutionId": id, "status": status, "type": "STANDARD"})
+fn stage_execution(id: Uuid, status: &str, kind: &str) -> Value {
+    json!({"pipelineExecutionId": id, "status": status, "type": kind})
 }
 
 fn error_details(r: &ActionRow) -> Option<Value> {
@@ -472,14 +472,14 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
         let waiting: Vec<Value> = active
             .iter()
             .filter(|e| e.stage_index as usize == i && e.stage_phase == "Waiting")
-            .map(|e| stage_execution(e.execution_id, &e.status))
+            .map(|e| stage_execution(e.execution_id, &e.status, &e.execution_type))
             .collect();
         if let Some(last) = waiting.last() {
             s["inboundExecution"] = last.clone();
             s["inboundExecutions"] = Value::Array(waiting.clone());
         }
         if let Some(l) = latest_stages.iter().find(|l| l.stage_name == stage.name) {
-            s["latestExecution"] = stage_execution(l.execution_id, &l.status);
+            s["latestExecution"] = stage_execution(l.execution_id, &l.status, &l.execution_type);
         }
         let actions: Vec<Value> = stage
             .actions

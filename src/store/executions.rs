@@ -226,13 +226,15 @@ pub struct StageRow {
     pub execution_id: Uuid,
     pub stage_name: String,
     pub status: String,
+    pub execution_type: String,
 }
 
 /// The most recent stage execution of each stage.
 pub async fn latest_stages(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<StageRow>, sqlx::Error> {
     sqlx::query_as(
-        "select distinct on (stage_name) execution_id, stage_name, status from stage_execution \
-         where account_id = $1 and pipeline_name = $2 order by stage_name, updated_at desc",
+        "select distinct on (s.stage_name) s.execution_id, s.stage_name, s.status, e.execution_type \
+         from stage_execution s join pipeline_execution e using (account_id, pipeline_name, execution_id) \
+         where s.account_id = $1 and s.pipeline_name = $2 order by s.stage_name, s.updated_at desc",
     )
     .bind(account_id)
     .bind(pipeline)

@@ -650,6 +650,8 @@ async fn v2_variables_resolve_and_a_stage_rolls_back_to_an_earlier_execution() {
     assert_eq!(e.execution_type(), Some(&ExecutionType::Rollback));
     assert_eq!(e.rollback_metadata().unwrap().rollback_target_pipeline_execution_id(), Some(first.as_str()));
     assert_eq!(e.trigger().unwrap().trigger_type(), Some(&TriggerType::ManualRollback));
+    let states = stage_states(&client, "app").await;
+    assert_eq!(states["Deploy"].latest_execution().unwrap().r#type(), Some(&ExecutionType::Rollback));
 
     let rollback_err = |stage: &str, target: &str| {
         client.rollback_stage().pipeline_name("app").stage_name(stage).target_pipeline_execution_id(target).send()
