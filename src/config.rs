@@ -380,11 +380,6 @@ mod tests {
         config.public_url = Some("https://ci.example.com".into());
         assert_eq!(config.public_base_url(), "https://ci.example.com");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn serve(args: &[&str]) -> anyhow::Result<Config> {
         let cli = Cli::try_parse_from(["millrace", "serve"].iter().chain(args)).expect("arguments parse");
