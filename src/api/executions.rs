@@ -800,11 +800,10 @@ pub struct ListDeployActionExecutionTargetsInput {
 /// Errors: PipelineNotFoundException, ActionExecutionNotFoundException.
 pub async fn list_deploy_action_execution_targets(cx: Cx, input: ListDeployActionExecutionTargetsInput) -> Result<Value, ApiError> {
     let mut conn = cx.pool().acquire().await?;
-    if let Some(p) = &input.pipeline_name {
-        if !pipelines::exists(&mut conn, &cx.account_id, p).await? {
+    if let Some(p) = &input.pipeline_name
+        && !pipelines::exists(&mut conn, &cx.account_id, p).await? {
             return Err(engine::not_found_error(p));
         }
-    }
     let missing = || ApiError::new(ErrorCode::ActionExecutionNotFoundException, format!("Action execution '{}' was not found", input.action_execution_id));
     let id = Uuid::parse_str(&input.action_execution_id).map_err(|_| missing())?;
     let owner = store::action_pipeline(&mut conn, &cx.account_id, id).await?.ok_or_else(missing)?;

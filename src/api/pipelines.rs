@@ -182,11 +182,10 @@ fn config_value_mut<'a>(pipeline: &'a mut Value, stage: &str, action: &str, key:
 fn restore_masked_secrets(mut pipeline: Value, previous: &Value, types: &HashMap<ActionTypeId, ActionType>) -> Value {
     let old: HashMap<_, _> = secret_values(previous, types).into_iter().collect();
     for (at, value) in secret_values(&pipeline, types) {
-        if value == SECRET_MASK {
-            if let (Some(kept), Some(slot)) = (old.get(&at), config_value_mut(&mut pipeline, &at.0, &at.1, &at.2)) {
+        if value == SECRET_MASK
+            && let (Some(kept), Some(slot)) = (old.get(&at), config_value_mut(&mut pipeline, &at.0, &at.1, &at.2)) {
                 *slot = Value::String(kept.clone());
             }
-        }
     }
     pipeline
 }

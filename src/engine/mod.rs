@@ -78,11 +78,10 @@ pub async fn start_execution(
     version: i32,
     start: Start<'_>,
 ) -> Result<Uuid, ApiError> {
-    if let Some(token) = start.client_request_token {
-        if let Some(existing) = store::execution_by_token(conn, scope.account_id, scope.pipeline, token).await? {
+    if let Some(token) = start.client_request_token
+        && let Some(existing) = store::execution_by_token(conn, scope.account_id, scope.pipeline, token).await? {
             return Ok(existing);
         }
-    }
     let decl = declaration(conn, scope, version).await?;
     let mut variables = Vec::new();
     for declared in &decl.variables {

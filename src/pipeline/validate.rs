@@ -219,14 +219,13 @@ fn artifacts_and_namespaces(p: &PipelineDeclaration) -> Result<(), ApiError> {
     let mut namespaces = HashSet::new();
     for stage in &p.stages {
         for action in &stage.actions {
-            if let Some(ns) = &action.namespace {
-                if !namespaces.insert(ns.as_str()) || outputs.contains(ns.as_str()) {
+            if let Some(ns) = &action.namespace
+                && (!namespaces.insert(ns.as_str()) || outputs.contains(ns.as_str())) {
                     return Err(action_error(format!(
                         "Namespace '{ns}' of action '{}' in stage '{}' is not unique: namespaces must be unique across the pipeline definition and differ from artifact names",
                         action.name, stage.name
                     )));
                 }
-            }
         }
     }
     Ok(())

@@ -255,21 +255,19 @@ impl Walk<'_> {
         let shown = echo.then_some(s);
         let value = shown.map(|s| format!(" '{s}'")).unwrap_or_default();
         self.length(shape, s.chars().count(), path, None);
-        if let Some(pattern) = &shape.pattern {
-            if !self.model.patterns[pattern].is_match(s) {
+        if let Some(pattern) = &shape.pattern
+            && !self.model.patterns[pattern].is_match(s) {
                 self.violations.push(format!(
                     "Value{value} at '{path}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"
                 ));
             }
-        }
-        if let Some(values) = &shape.enum_values {
-            if !values.iter().any(|e| e == s) {
+        if let Some(values) = &shape.enum_values
+            && !values.iter().any(|e| e == s) {
                 self.violations.push(format!(
                     "Value{value} at '{path}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
                     values.join(", ")
                 ));
             }
-        }
     }
 }
 
