@@ -171,8 +171,15 @@ async fn approval_token(client: &Client, pipeline: &str) -> String {
     panic!("no approval token appeared");
 }
 
-fn approval(status: ApprovalStatus, summary: &str) -> ApprovalResult {
-    ApprovalResult::builder().status(status).summary(summary).build().unwrap()
+/// PutApprovalResult for the Approve action of pipeline `app`.
+async fn answer(
+    client: &Client,
+    token: &str,
+    status: ApprovalStatus,
+    summary: &str,
+) -> std::result::Result<aws_sdk_codepipeline::operation::put_approval_result::PutApprovalResultOutput, aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::put_approval_result::PutApprovalResultError>> {
+    let result = ApprovalResult::builder().status(status).summary(summary).build().unwrap();
+    client.put_approval_result().pipeline_name("app").stage_name("Approve").action_name("Approve").token(token).result(result).send().await
 }
 
 #[tokio::test]
@@ -210,36 +217,15 @@ async fn a_realistic_pipeline_runs_from_source_to_deploy() {
     let states = stage_states(&client, "app").await;
     assert_eq!(stage_status(&states, "Build").as_deref(), Some("Succeeded"));
     assert_eq!(stage_status(&states, "Approve").as_deref(), Some("InProgress"));
-    let err = client
-        .put_approval_result()
-        .pipeline_name("app")
-        .stage_name("Approve")
-        .action_name("Approve")
-        .token("00000000-0000-4000-8000-000000000000")
-        .result(approval(ApprovalStatus::Approved, "ok"))
-        .send()
+    let err = answer(&client, "00000000-0000-4000-8000-000000000000", ApprovalStatus::Approved, "ok")
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "InvalidApprovalTokenException");
-    let approved = client
-        .put_approval_result()
-        .pipeline_name("app")
-        .stage_name("Approve")
-        .action_name("Approve")
-        .token(&token)
-        .result(approval(ApprovalStatus::Approved, "ship it"))
-        .send()
+    let approved = answer(&client, &token, ApprovalStatus::Approved, "ship it")
         .await
         .unwrap();
     assert!(approved.approved_at().is_some());
-    let err = client
-        .put_approval_result()
-        .pipeline_name("app")
-        .stage_name("Approve")
-        .action_name("Approve")
-        .token(&token)
-        .result(approval(ApprovalStatus::Approved, "again"))
-        .send()
+    let err = answer(&client, &token, ApprovalStatus::Approved, "again")
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
@@ -362,14 +348,7 @@ async fn a_rejected_approval_fails_the_stage() {
     let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
     build_all(&client, "1").await;
     let token = approval_token(&client, "app").await;
-    client
-        .put_approval_result()
-        .pipeline_name("app")
-        .stage_name("Approve")
-        .action_name("Approve")
-        .token(&token)
-        .result(approval(ApprovalStatus::Rejected, "not today"))
-        .send()
+    answer(&client, &token, ApprovalStatus::Rejected, "not today")
         .await
         .unwrap();
     assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
@@ -737,14 +716,7 @@ async fn an_unanswered_approval_fails_when_it_times_out() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
-    let err = client
-        .put_approval_result()
-        .pipeline_name("app")
-        .stage_name("Approve")
-        .action_name("Approve")
-        .token(&token)
-        .result(approval(ApprovalStatus::Approved, "too late"))
-        .send()
+    let err = answer(&client, &token, ApprovalStatus::Approved, "too late")
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
