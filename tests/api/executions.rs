@@ -286,36 +286,18 @@ async fn a_failed_build_is_retried_and_the_execution_goes_on() {
     let compile_state = states["Build"].action_states().iter().find(|a| a.action_name() == Some("Compile")).unwrap();
     assert_eq!(compile_state.latest_execution().unwrap().error_details().unwrap().message(), Some("compiler exploded"));
 
-    let err = client
-        .retry_stage_execution()
-        .pipeline_name("app")
-        .stage_name("Source")
-        .pipeline_execution_id(&execution)
-        .retry_mode(StageRetryMode::FailedActions)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(error_code(&err), "StageNotRetryableException");
-    let err = client
-        .retry_stage_execution()
-        .pipeline_name("app")
-        .stage_name("Nope")
-        .pipeline_execution_id(&execution)
-        .retry_mode(StageRetryMode::FailedActions)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(error_code(&err), "StageNotFoundException");
-
-    let retried = client
-        .retry_stage_execution()
-        .pipeline_name("app")
-        .stage_name("Build")
-        .pipeline_execution_id(&execution)
-        .retry_mode(StageRetryMode::FailedActions)
-        .send()
-        .await
-        .unwrap();
+    let retry = |stage: &str| {
+        client
+            .retry_stage_execution()
+            .pipeline_name("app")
+            .stage_name(stage)
+            .pipeline_execution_id(&execution)
+            .retry_mode(StageRetryMode::FailedActions)
+            .send()
+    };
+    assert_eq!(error_code(&retry("Source").await.unwrap_err()), "StageNotRetryableException");
+    assert_eq!(error_code(&retry("Nope").await.unwrap_err()), "StageNotFoundException");
+    let retried = retry("Build").await.unwrap();
     assert_eq!(retried.pipeline_execution_id(), Some(execution.as_str()));
     // Only the failed action runs again.
     let again = claim(&client, ActionCategory::Build, "Builder", 1).await;

@@ -334,12 +334,22 @@ pub fn simple_pipeline(name: &str) -> aws_sdk_codepipeline::types::PipelineDecla
         .run_order(1)
         .build()
         .unwrap();
+    two_stages(name, ("Source", source), ("Build", build))
+}
+
+/// A V1 pipeline of two stages with one action each.
+pub fn two_stages(
+    name: &str,
+    first: (&str, aws_sdk_codepipeline::types::ActionDeclaration),
+    second: (&str, aws_sdk_codepipeline::types::ActionDeclaration),
+) -> aws_sdk_codepipeline::types::PipelineDeclaration {
+    use aws_sdk_codepipeline::types::*;
     PipelineDeclaration::builder()
         .name(name)
         .role_arn("arn:aws:iam::123456789012:role/pipeline")
         .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts-bucket").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
-        .stages(StageDeclaration::builder().name("Build").actions(build).build().unwrap())
+        .stages(StageDeclaration::builder().name(first.0).actions(first.1).build().unwrap())
+        .stages(StageDeclaration::builder().name(second.0).actions(second.1).build().unwrap())
         .build()
         .unwrap()
 }

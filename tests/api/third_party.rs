@@ -72,14 +72,7 @@ fn partner_pipeline(name: &str) -> PipelineDeclaration {
         .input_artifacts(InputArtifact::builder().name("src").build().unwrap())
         .build()
         .unwrap();
-    PipelineDeclaration::builder()
-        .name(name)
-        .role_arn("arn:aws:iam::123456789012:role/pipeline")
-        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts-bucket").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
-        .stages(StageDeclaration::builder().name("Check").actions(check).build().unwrap())
-        .build()
-        .unwrap()
+    crate::helpers::two_stages(name, ("Source", source), ("Check", check))
 }
 
 /// A clientId/clientToken pair, issued as `admin create-third-party-client` does.

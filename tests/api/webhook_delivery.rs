@@ -39,14 +39,7 @@ fn git_pipeline(name: &str, branch: &str) -> PipelineDeclaration {
         .input_artifacts(InputArtifact::builder().name("src").build().unwrap())
         .build()
         .unwrap();
-    PipelineDeclaration::builder()
-        .name(name)
-        .role_arn("arn:aws:iam::123456789012:role/pipeline")
-        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(checkout).build().unwrap())
-        .stages(StageDeclaration::builder().name("Build").actions(compile).build().unwrap())
-        .build()
-        .unwrap()
+    crate::helpers::two_stages(name, ("Source", checkout), ("Build", compile))
 }
 
 fn hook(name: &str, auth: WebhookAuthenticationType, config: WebhookAuthConfiguration) -> WebhookDefinition {
