@@ -483,6 +483,8 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );
 
+    let stats_on = sqlx::query("create extension if not exists pg_stat_statements").execute(&pool).await.is_ok()
+        && sqlx::query("select pg_stat_statements_reset()").execute(&pool).await.is_ok();
     let started_at = Instant::now();
     let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(client.clone(), shared.clone(), args.batch))).collect();
     let mut windows = Vec::new();
@@ -552,6 +554,29 @@ async fn main() -> anyhow::Result<()> {
     )
     .fetch_one(&pool)
     .await?;
+    if stats_on {
+        let (lifecycles,) = (done.max(1) as f64,);
+        let rows: Vec<(i64, f64, f64, String)> = sqlx::query_as(
+            "select calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+             from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) \
+             order by total_exec_time desc limit 25",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let (calls, total): (i64, f64) = sqlx::query_as(
+            "select sum(calls)::int8, sum(total_exec_time) from pg_stat_statements \
+             where dbid = (select oid from pg_database where datname = current_database())",
+        )
+        .fetch_one(&pool)
+        .await?;
+        println!("pg_stat_statements during the run: {calls} statements ({:.1} per lifecycle), {:.0} ms executing ({:.2} ms per lifecycle)", calls as f64 / lifecycles, total, total / lifecycles);
+        println!("| calls/lifecycle | total ms | mean ms | statement |");
+        println!("|---:|---:|---:|---|");
+        for (c, t, m, q) in rows {
+            println!("| {:.2} | {:.0} | {:.3} | `{}` |", c as f64 / lifecycles, t, m, q.replace('|', "\\|"));
+        }
+        println!();
+    }
     println!("job table after the run: {job_rows} rows ({queued} queued); pg_stat: n_live_tup={live} n_dead_tup={dead} autovacuum_count={vacuums}");
     println!();
     println!("EXPLAIN (ANALYZE, BUFFERS) of the claim (limit {}), after the run, rolled back:", args.batch);
