@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]
-//!     [--pipelines 8] [--feeders 6] [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL]
+//!     [--pipelines 64] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL]
 //!     [--data-dir DIR] [--keep] [--log]
 //! ```
 //!
@@ -53,7 +53,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 8] [--feeders 6] \
+        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--feeders 8] \
          [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL] [--data-dir DIR] [--keep] [--log]"
     );
     std::process::exit(2)
@@ -65,8 +65,8 @@ fn parse_args() -> Args {
         workers: 16,
         batch: 1,
         duration: Duration::from_secs(60),
-        pipelines: 8,
-        feeders: 6,
+        pipelines: 64,
+        feeders: 8,
         seed_finished: 0,
         prefill: 0,
         empty: false,
