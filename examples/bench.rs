@@ -555,7 +555,7 @@ async fn main() -> anyhow::Result<()> {
     .fetch_one(&pool)
     .await?;
     if stats_on {
-        let (lifecycles,) = (done.max(1) as f64,);
+        let lifecycles = done.max(1) as f64;
         let rows: Vec<(i64, f64, f64, String)> = sqlx::query_as(
             "select calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
              from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) \
