@@ -188,12 +188,7 @@ pub async fn advance(conn: &mut PgConnection, scope: Scope<'_>, ids: Vec<Uuid>) 
             let decl = &decls[&e.pipeline_version];
             let step = match e.stage_phase.as_str() {
                 "Waiting" => try_enter(conn, scope, &e, decl).await?,
-                "Running" => {
-                    if types.is_none() {
-                        types = Some(types_for_account(conn, scope.account_id, false).await?);
-                    }
-                    step_stage(conn, scope, &e, decl, types.as_ref().expect("loaded")).await?
-                }
+                "Running" => step_stage(conn, scope, &e, decl, &mut types).await?,
                 _ => Step::Idle,
             };
             match step {
@@ -260,7 +255,7 @@ async fn step_stage(
     scope: Scope<'_>,
     e: &ExecutionRow,
     decl: &PipelineDeclaration,
-    types: &HashMap<crate::pipeline::ActionTypeId, ActionType>,
+    types: &mut Option<HashMap<crate::pipeline::ActionTypeId, ActionType>>,
 ) -> Result<Step, ApiError> {
     let i = e.stage_index as usize;
     let stage = &decl.stages[i];
@@ -292,6 +287,12 @@ async fn step_stage(
     let started: HashSet<&str> = rows.iter().map(|r| r.action_name.as_str()).collect();
     let next_order = stage.actions.iter().filter(|a| !started.contains(a.name.as_str())).map(ActionDeclaration::run_order).min();
     if let Some(order) = next_order {
+        // The account's action types are only needed to start actions: load
+        // them once per advance, and not at all when nothing starts.
+        if types.is_none() {
+            *types = Some(types_for_account(conn, scope.account_id, false).await?);
+        }
+        let types = types.as_ref().expect("loaded");
         let mut everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
         if let Some(target) = e.rollback_target {
             // Earlier stages' artifacts and variables come from the target.
@@ -552,11 +553,10 @@ pub async fn complete_action(
     action_execution_id: Uuid,
     update: &ActionUpdate<'_>,
 ) -> Result<bool, ApiError> {
-    if !store::update_action(conn, scope.account_id, action_execution_id, update).await? {
+    let Some(execution) = store::update_action_of(conn, scope.account_id, action_execution_id, update).await? else {
         return Ok(false);
-    }
-    let execution = store::action_execution_of(conn, scope.account_id, action_execution_id).await?;
-    advance(conn, scope, execution.into_iter().collect()).await?;
+    };
+    advance(conn, scope, vec![execution]).await?;
     Ok(true)
 }
 

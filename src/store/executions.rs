@@ -427,13 +427,24 @@ pub struct ActionUpdate<'a> {
 
 /// Applies `u` if the action is still InProgress; false when it was not.
 pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, u: &ActionUpdate<'_>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    Ok(update_action_of(conn, account_id, action_execution_id, u).await?.is_some())
+}
+
+/// [`update_action`], answering the execution the action belongs to (None
+/// when the action was not InProgress), which saves the engine a lookup.
+pub async fn update_action_of(
+    conn: &mut PgConnection,
+    account_id: &str,
+    action_execution_id: Uuid,
+    u: &ActionUpdate<'_>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
         "update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
          external_execution_id = coalesce($5, external_execution_id), external_execution_url = coalesce($6, external_execution_url), \
          percent_complete = coalesce($7, percent_complete), error_code = coalesce($8, error_code), \
          error_message = coalesce($9, error_message), updated_by = coalesce($10, updated_by), revision = coalesce($11, revision), \
          output = output || coalesce($12, '{}'::jsonb), updated_at = now() \
-         where account_id = $1 and action_execution_id = $2 and status = 'InProgress'",
+         where account_id = $1 and action_execution_id = $2 and status = 'InProgress' returning execution_id",
     )
     .bind(account_id)
     .bind(action_execution_id)
@@ -447,9 +458,9 @@ pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_exe
     .bind(u.updated_by)
     .bind(&u.revision)
     .bind(&u.output)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(row.map(|r| r.0))
 }
 
 pub async fn update_action_revision(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, revision: &Value) -> Result<(), sqlx::Error> {

@@ -127,6 +127,29 @@ pub async fn acknowledge(
     Ok(done.rows_affected() > 0)
 }
 
+/// [`acknowledge`] for a job of the given owner (Custom or ThirdParty) only.
+pub async fn acknowledge_owned(
+    conn: &mut PgConnection,
+    account_id: &str,
+    owner: &str,
+    job_id: Uuid,
+    nonce: &str,
+    timeout_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update job set status = 'InProgress', timeout_at = $5, updated_at = now() \
+         where job_id = $1 and account_id = $2 and owner = $3 and nonce = $4 and status = 'Dispatched'",
+    )
+    .bind(job_id)
+    .bind(account_id)
+    .bind(owner)
+    .bind(nonce)
+    .bind(timeout_at)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// InProgress → `status`; false when the job was not in progress.
 pub async fn finish(conn: &mut PgConnection, account_id: &str, job_id: Uuid, status: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(

@@ -1,0 +1,593 @@
+//! Job-lifecycle benchmark: W workers doing PollForJobs → AcknowledgeJob →
+//! PutJobSuccessResult through the real HTTP API (official SDK, SigV4)
+//! against the real server, while a feeder keeps the queue full with
+//! StartPipelineExecution calls. See `benches/README.md`.
+//!
+//! ```text
+//! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]
+//!     [--pipelines 64] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL]
+//!     [--data-dir DIR] [--keep] [--log]
+//! ```
+//!
+//! Without `--database-url` (or `DATABASE_URL`), the embedded cluster under
+//! `--data-dir` (default `<target>/bench-pg`) is started (or reused), and
+//! every run gets a fresh database in it, dropped at the end unless `--keep`.
+//! With a URL, that database is used as is (a fresh account isolates the run).
+//!
+//! `--prefill N` queues N jobs before the clock starts; the feeder then only
+//! starts executions once fewer than its target remain, so the first part of
+//! the run measures the worker path without the feeder's load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::config::{BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig};
+use aws_sdk_codepipeline::types::*;
+use millrace::config::Config;
+use millrace::crypto::SecretBox;
+use millrace::store::accounts;
+use millrace::store::embedded::EmbeddedPostgres;
+use millrace::{App, Server};
+use sqlx::{Connection, PgConnection, PgPool};
+
+const REGION: &str = "us-east-1";
+
+#[derive(Debug, Clone)]
+struct Args {
+    workers: usize,
+    batch: i32,
+    duration: Duration,
+    pipelines: usize,
+    feeders: usize,
+    seed_finished: i64,
+    prefill: i64,
+    empty: bool,
+    database_url: Option<String>,
+    data_dir: std::path::PathBuf,
+    keep: bool,
+    log: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--feeders 8] \
+         [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL] [--data-dir DIR] [--keep] [--log]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let mut a = Args {
+        workers: 16,
+        batch: 1,
+        duration: Duration::from_secs(60),
+        pipelines: 64,
+        feeders: 8,
+        seed_finished: 0,
+        prefill: 0,
+        empty: false,
+        database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()),
+        data_dir: std::path::PathBuf::from(target).join("bench-pg"),
+        keep: false,
+        log: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--workers" => a.workers = value().parse().unwrap_or_else(|_| usage()),
+            "--batch" => a.batch = value().parse().unwrap_or_else(|_| usage()),
+            "--duration-secs" => a.duration = Duration::from_secs(value().parse().unwrap_or_else(|_| usage())),
+            "--pipelines" => a.pipelines = value().parse().unwrap_or_else(|_| usage()),
+            "--feeders" => a.feeders = value().parse().unwrap_or_else(|_| usage()),
+            "--seed-finished" => a.seed_finished = value().parse().unwrap_or_else(|_| usage()),
+            "--prefill" => a.prefill = value().parse().unwrap_or_else(|_| usage()),
+            "--empty" => a.empty = true,
+            "--database-url" => a.database_url = Some(value()),
+            "--data-dir" => a.data_dir = value().into(),
+            "--keep" => a.keep = true,
+            "--log" => a.log = true,
+            _ => usage(),
+        }
+    }
+    if a.workers == 0 || !(1..=100).contains(&a.batch) || a.pipelines == 0 {
+        usage();
+    }
+    a
+}
+
+fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
+    ActionTypeId::builder().category(category).owner(ActionOwner::Custom).provider(provider).version("1").build().unwrap()
+}
+
+fn source_type() -> ActionTypeId {
+    type_id(ActionCategory::Source, "BenchRepo")
+}
+
+fn worker_type() -> ActionTypeId {
+    type_id(ActionCategory::Build, "BenchWorker")
+}
+
+fn client(endpoint: &str, key: &accounts::IssuedKey) -> Client {
+    let conf = aws_sdk_codepipeline::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(&key.access_key_id, &key.secret_access_key, None, None, "bench"))
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Latencies of one call type, in microseconds.
+#[derive(Default)]
+struct Samples(Vec<u32>);
+
+impl Samples {
+    fn add(&mut self, d: Duration) {
+        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+    fn extend(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+    fn row(&mut self, name: &str) -> String {
+        if self.0.is_empty() {
+            return format!("| {name} | 0 | – | – | – |");
+        }
+        self.0.sort_unstable();
+        let q = |p: f64| self.0[((self.0.len() as f64 * p).ceil() as usize).clamp(1, self.0.len()) - 1] as f64 / 1000.0;
+        format!("| {name} | {} | {:.2} | {:.2} | {:.2} |", self.0.len(), q(0.50), q(0.99), *self.0.last().unwrap() as f64 / 1000.0)
+    }
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    poll: Samples,
+    empty_poll: Samples,
+    ack: Samples,
+    result: Samples,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    /// Jobs queued by the feeder and not yet claimed (an estimate: the feeder's count).
+    queued: AtomicI64,
+    completed: AtomicU64,
+    started: AtomicU64,
+    errors: AtomicU64,
+    /// The feeder starts executions while fewer jobs than this are queued.
+    target: AtomicI64,
+}
+
+fn note_error(shared: &Shared, what: &str, e: impl std::fmt::Debug) {
+    let n = shared.errors.fetch_add(1, Ordering::Relaxed);
+    if n < 5 {
+        eprintln!("error in {what}: {e:?}");
+    }
+}
+
+async fn worker(client: Client, shared: Arc<Shared>, batch: i32) -> WorkerStats {
+    let mut s = WorkerStats::default();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let out = match client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(batch).send().await {
+            Ok(o) => o,
+            Err(e) => {
+                note_error(&shared, "PollForJobs", e);
+                continue;
+            }
+        };
+        if out.jobs().is_empty() {
+            s.empty_poll.add(t.elapsed());
+            continue;
+        }
+        s.poll.add(t.elapsed());
+        shared.queued.fetch_sub(out.jobs().len() as i64, Ordering::Relaxed);
+        for job in out.jobs() {
+            let (id, nonce) = (job.id().unwrap_or_default(), job.nonce().unwrap_or_default());
+            let t = Instant::now();
+            if let Err(e) = client.acknowledge_job().job_id(id).nonce(nonce).send().await {
+                note_error(&shared, "AcknowledgeJob", e);
+                continue;
+            }
+            s.ack.add(t.elapsed());
+            let t = Instant::now();
+            if let Err(e) = client.put_job_success_result().job_id(id).send().await {
+                note_error(&shared, "PutJobSuccessResult", e);
+                continue;
+            }
+            s.result.add(t.elapsed());
+            shared.completed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    s
+}
+
+/// Keeps at least `low` jobs queued by starting executions (one Work job each),
+/// spread round-robin over the pipelines.
+async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>, me: usize) -> Samples {
+    let mut samples = Samples::default();
+    let mut n = me;
+    while !shared.stop.load(Ordering::Relaxed) {
+        if shared.queued.load(Ordering::Relaxed) >= shared.target.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let pipeline = &pipelines[n % pipelines.len()];
+        let revision = SourceRevisionOverride::builder()
+            .action_name("Checkout")
+            .revision_type(SourceRevisionType::CommitId)
+            .revision_value(format!("rev-{me}-{n}"))
+            .build()
+            .unwrap();
+        n += 1;
+        let t = Instant::now();
+        match client.start_pipeline_execution().name(pipeline).source_revisions(revision).send().await {
+            Ok(_) => {
+                samples.add(t.elapsed());
+                shared.queued.fetch_add(1, Ordering::Relaxed);
+                shared.started.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => note_error(&shared, "StartPipelineExecution", e),
+        }
+    }
+    samples
+}
+
+async fn create_pipeline(client: &Client, name: &str) -> anyhow::Result<()> {
+    let source = ActionDeclaration::builder()
+        .name("Checkout")
+        .action_type_id(source_type())
+        .output_artifacts(OutputArtifact::builder().name("code").build()?)
+        .build()?;
+    let work = ActionDeclaration::builder()
+        .name("Work")
+        .action_type_id(worker_type())
+        .input_artifacts(InputArtifact::builder().name("code").build()?)
+        .build()?;
+    let p = PipelineDeclaration::builder()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline")
+        .pipeline_type(PipelineType::V2)
+        .execution_mode(ExecutionMode::Parallel)
+        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build()?)
+        .stages(StageDeclaration::builder().name("Source").actions(source).build()?)
+        .stages(StageDeclaration::builder().name("Work").actions(work).build()?)
+        .build()?;
+    client.create_pipeline().pipeline(p).send().await?;
+    Ok(())
+}
+
+/// Polls `type_id` until `n` jobs were claimed and completed.
+async fn drain(client: &Client, type_id: ActionTypeId, n: usize) -> anyhow::Result<()> {
+    let mut done = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done < n {
+        if Instant::now() > deadline {
+            bail!("only {done} of {n} setup jobs of {type_id:?} showed up");
+        }
+        let out = client.poll_for_jobs().action_type_id(type_id.clone()).max_batch_size(100).send().await?;
+        for job in out.jobs() {
+            client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await?;
+            client.put_job_success_result().job_id(job.id().unwrap()).send().await?;
+            done += 1;
+        }
+        if out.jobs().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())).unwrap_or("?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total = mem
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or("?".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!("nproc {cpus}, {total} RAM, CPU: {model}, loadavg at start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+async fn pg_settings(pool: &PgPool) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    let (version,): (String,) = sqlx::query_as("select current_setting('server_version')").fetch_one(pool).await?;
+    out.push(format!("PostgreSQL {version}"));
+    for name in ["shared_buffers", "synchronous_commit", "fsync", "max_connections", "autovacuum_naptime"] {
+        let (v,): (String,) = sqlx::query_as("select current_setting($1)").bind(name).fetch_one(pool).await?;
+        out.push(format!("{name}={v}"));
+    }
+    let (opts,): (Option<Vec<String>>,) = sqlx::query_as("select reloptions from pg_class where relname = 'job'").fetch_one(pool).await?;
+    out.push(format!("job reloptions={}", opts.unwrap_or_default().join(",")));
+    Ok(out.join(", "))
+}
+
+/// EXPLAIN (ANALYZE, BUFFERS) of the claim statement of `store::jobs::claim`,
+/// in a transaction that is rolled back (nothing is claimed).
+async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::Result<String> {
+    let mut tx = pool.begin().await?;
+    let sql = format!(
+        "explain (analyze, buffers) with picked as ( \
+            select job_id from job \
+            where account_id = '{account_id}' and owner = 'Custom' and category = 'Build' and provider = 'BenchWorker' and version = '1' and status = 'Queued' \
+              and (null::text is null or query_value = null::text) \
+            order by seq limit {limit} for update skip locked) \
+         update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
+         from picked where job.job_id = picked.job_id \
+         returning job.job_id, job.nonce, job.data"
+    );
+    let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
+    tx.rollback().await?;
+    Ok(rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n"))
+}
+
+async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let mut conn = pool.acquire().await?;
+    // Any finished execution of this pipeline satisfies the foreign key; the
+    // rows copy a real job's data so the heap looks like a real one.
+    let (execution_id, data): (uuid::Uuid, serde_json::Value) = sqlx::query_as(
+        "select j.execution_id, j.data from job j join pipeline_execution e using (account_id, pipeline_name, execution_id) \
+         where j.account_id = $1 and j.pipeline_name = $2 and e.status = 'Succeeded' and j.status = 'Succeeded' limit 1",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .fetch_one(&mut *conn)
+    .await
+    .context("finding a finished execution to attach seeded jobs to")?;
+    sqlx::query(
+        "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
+                          status, nonce, data, dispatched_at, timeout_at, created_at, updated_at) \
+         select gen_random_uuid(), $1, $2, $3, gen_random_uuid(), 'Custom', 'Build', 'BenchWorker', '1', \
+                'Succeeded', gen_random_uuid()::text, $4, now(), now() + interval '1 day', now(), now() \
+         from generate_series(1, $5)",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(&data)
+    .bind(n)
+    .execute(&mut *conn)
+    .await?;
+    let inserted = t.elapsed();
+    sqlx::query("vacuum analyze job").execute(&mut *conn).await?;
+    println!("seeded {n} finished jobs in {:.1} s (+ VACUUM ANALYZE {:.1} s)", inserted.as_secs_f64(), (t.elapsed() - inserted).as_secs_f64());
+    Ok(())
+}
+
+struct Db {
+    url: String,
+    /// (maintenance URL, database name) to drop at the end.
+    drop: Option<(String, String)>,
+    _embedded: Option<EmbeddedPostgres>,
+}
+
+async fn database(args: &Args) -> anyhow::Result<Db> {
+    if let Some(url) = &args.database_url {
+        return Ok(Db { url: url.clone(), drop: None, _embedded: None });
+    }
+    let dir = args.data_dir.clone();
+    let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
+    let admin = pg.database_url("postgres");
+    let name = format!("millrace_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await?;
+    sqlx::query(&format!("create database \"{name}\"")).execute(&mut conn).await?;
+    let url = pg.database_url(&name);
+    let drop = (!args.keep).then(|| (admin, name.clone()));
+    if args.keep {
+        println!("keeping database {name}: {url}");
+    }
+    Ok(Db { url, drop, _embedded: Some(pg) })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args();
+    if args.log {
+        millrace::telemetry::init();
+    }
+    let db = database(&args).await?;
+    let pool = millrace::store::connect(&db.url).await?;
+    let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64())?;
+    let key = {
+        let mut conn = pool.acquire().await?;
+        accounts::create_account(&mut conn, &secrets, "bench", None).await?
+    };
+    let app = App { pool: pool.clone(), secrets, config: Config::for_tests() };
+    let sweep = app.config.sweep_interval;
+    let server = Server::bind(app).await?;
+    let endpoint = format!("http://{}", server.local_addr());
+    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server.run(async {
+        let _ = shutdown_rx.await;
+    }));
+
+    let client = client(&endpoint, &key);
+    // Setup: action types, pipelines, and their CreatePipeline executions run to the end.
+    let artifacts = || ArtifactDetails::builder().minimum_count(0).maximum_count(5).build();
+    for (category, provider) in [("Source", "BenchRepo"), ("Build", "BenchWorker")] {
+        client
+            .create_custom_action_type()
+            .category(ActionCategory::from(category))
+            .provider(provider)
+            .version("1")
+            .input_artifact_details(artifacts())
+            .output_artifact_details(artifacts())
+            .send()
+            .await?;
+    }
+    let names: Vec<String> = (0..args.pipelines).map(|i| format!("bench-{i}")).collect();
+    for name in &names {
+        create_pipeline(&client, name).await?;
+    }
+    drain(&client, source_type(), names.len()).await?;
+    drain(&client, worker_type(), names.len()).await?;
+    if args.seed_finished > 0 {
+        seed_finished(&pool, &key.account_id, &names[0], args.seed_finished).await?;
+    }
+
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        queued: AtomicI64::new(0),
+        completed: AtomicU64::new(0),
+        started: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        target: AtomicI64::new(0),
+    });
+    let low = (2 * args.workers as i64 * args.batch as i64).max(32) * 2;
+    shared.target.store(low.max(args.prefill), Ordering::Relaxed);
+    let names = Arc::new(names);
+    let mut feeders = Vec::new();
+    if !args.empty {
+        for i in 0..args.feeders {
+            feeders.push(tokio::spawn(feeder(client.clone(), shared.clone(), names.clone(), i)));
+        }
+        // Fill the queue before the clock starts.
+        let fill = Instant::now();
+        let goal = low.max(args.prefill);
+        while shared.queued.load(Ordering::Relaxed) < goal && fill.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if args.prefill > 0 {
+            println!("prefilled {} jobs in {:.1} s", shared.queued.load(Ordering::Relaxed), fill.elapsed().as_secs_f64());
+        }
+        shared.target.store(low, Ordering::Relaxed);
+        shared.started.store(0, Ordering::Relaxed);
+    }
+
+    println!("machine: {}", machine());
+    println!("database: {}", pg_settings(&pool).await?);
+    println!(
+        "settings: workers={} maxBatchSize={} duration={}s pipelines={} (V2 PARALLEL) feeders={} queue target>={} prefill={} seed_finished={} empty={} \
+         server pool=32 connections, sweeper every {}ms, client and server in one process (tokio multi-thread, {} threads)",
+        args.workers,
+        args.batch,
+        args.duration.as_secs(),
+        names.len(),
+        if args.empty { 0 } else { args.feeders },
+        if args.empty { 0 } else { low },
+        args.prefill,
+        args.seed_finished,
+        args.empty,
+        sweep.as_millis(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    );
+
+    let stats_on = sqlx::query("create extension if not exists pg_stat_statements").execute(&pool).await.is_ok()
+        && sqlx::query("select pg_stat_statements_reset()").execute(&pool).await.is_ok();
+    let started_at = Instant::now();
+    let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(client.clone(), shared.clone(), args.batch))).collect();
+    let mut windows = Vec::new();
+    let (mut last_done, mut last_started) = (0u64, 0u64);
+    let window = Duration::from_secs(10).min(args.duration);
+    let mut next = started_at + window;
+    while next <= started_at + args.duration {
+        tokio::time::sleep_until(next.into()).await;
+        let (done, started) = (shared.completed.load(Ordering::Relaxed), shared.started.load(Ordering::Relaxed));
+        let secs = window.as_secs_f64();
+        let line = format!(
+            "| {:>4}–{:<4} s | {:>7.0} | {:>7.0} | {:>6} |",
+            (next - window - started_at).as_secs(),
+            (next - started_at).as_secs(),
+            (done - last_done) as f64 / secs,
+            (started - last_started) as f64 / secs,
+            shared.queued.load(Ordering::Relaxed),
+        );
+        eprintln!("{line}");
+        windows.push(line);
+        (last_done, last_started) = (done, started);
+        next += window;
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let elapsed = started_at.elapsed();
+    let mut stats = WorkerStats::default();
+    for w in workers {
+        let s = w.await?;
+        stats.poll.extend(s.poll);
+        stats.empty_poll.extend(s.empty_poll);
+        stats.ack.extend(s.ack);
+        stats.result.extend(s.result);
+    }
+    let mut starts = Samples::default();
+    for f in feeders {
+        starts.extend(f.await?);
+    }
+    let done = shared.completed.load(Ordering::Relaxed);
+    println!();
+    println!(
+        "completed job lifecycles: {done} in {:.1} s = {:.0}/s; executions started: {} ({:.0}/s); errors: {}",
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64(),
+        shared.started.load(Ordering::Relaxed),
+        shared.started.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+        shared.errors.load(Ordering::Relaxed)
+    );
+    println!();
+    println!("| window | lifecycles/s | starts/s | queued at end |");
+    println!("|---|---:|---:|---:|");
+    for w in &windows {
+        println!("{w}");
+    }
+    println!();
+    println!("| call | count | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    println!("{}", stats.poll.row("PollForJobs (got jobs)"));
+    println!("{}", stats.empty_poll.row("PollForJobs (empty)"));
+    println!("{}", stats.ack.row("AcknowledgeJob"));
+    println!("{}", stats.result.row("PutJobSuccessResult"));
+    println!("{}", starts.row("StartPipelineExecution (feeder)"));
+    println!();
+    let (job_rows, queued): (i64, i64) =
+        sqlx::query_as("select count(*), count(*) filter (where status = 'Queued') from job").fetch_one(&pool).await?;
+    let (live, dead, vacuums): (i64, i64, i64) = sqlx::query_as(
+        "select n_live_tup, n_dead_tup, autovacuum_count from pg_stat_user_tables where relname = 'job'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    if stats_on {
+        let lifecycles = done.max(1) as f64;
+        let rows: Vec<(i64, f64, f64, String)> = sqlx::query_as(
+            "select calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+             from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) \
+             order by total_exec_time desc limit 25",
+        )
+        .fetch_all(&pool)
+        .await?;
+        let (calls, total): (i64, f64) = sqlx::query_as(
+            "select sum(calls)::int8, sum(total_exec_time) from pg_stat_statements \
+             where dbid = (select oid from pg_database where datname = current_database())",
+        )
+        .fetch_one(&pool)
+        .await?;
+        println!("pg_stat_statements during the run: {calls} statements ({:.1} per lifecycle), {:.0} ms executing ({:.2} ms per lifecycle)", calls as f64 / lifecycles, total, total / lifecycles);
+        println!("| calls/lifecycle | total ms | mean ms | statement |");
+        println!("|---:|---:|---:|---|");
+        for (c, t, m, q) in rows {
+            println!("| {:.2} | {:.0} | {:.3} | `{}` |", c as f64 / lifecycles, t, m, q.replace('|', "\\|"));
+        }
+        println!();
+    }
+    println!("job table after the run: {job_rows} rows ({queued} queued); pg_stat: n_live_tup={live} n_dead_tup={dead} autovacuum_count={vacuums}");
+    println!();
+    println!("EXPLAIN (ANALYZE, BUFFERS) of the claim (limit {}), after the run, rolled back:", args.batch);
+    println!("{}", explain_claim(&pool, &key.account_id, args.batch).await?);
+
+    let _ = shutdown.send(());
+    let _ = served.await;
+    pool.close().await;
+    if let Some((admin, name)) = &db.drop {
+        let mut conn = PgConnection::connect(admin).await?;
+        sqlx::query(&format!("drop database if exists \"{name}\" with (force)")).execute(&mut conn).await?;
+    }
+    Ok(())
+}
