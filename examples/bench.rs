@@ -397,7 +397,7 @@ async fn main() -> anyhow::Result<()> {
         millrace::telemetry::init();
     }
     let db = database(&args).await?;
-    let pool = millrace::store::connect(&db.url).await?;
+    let pool = millrace::store::connect(&db.url, 32).await?;
     let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64())?;
     let key = {
         let mut conn = pool.acquire().await?;

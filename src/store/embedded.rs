@@ -208,6 +208,13 @@ impl EmbeddedPostgres {
         self.stop_locked()
     }
 
+    /// Stops the cluster even if another process started it: for the last
+    /// of several processes sharing one cluster (the test suites do).
+    pub fn stop_shared(&mut self) -> Result<()> {
+        self.started_by_us = true;
+        self.stop()
+    }
+
     fn locate(data_dir: &Path) -> Result<Self> {
         let mut bin_dir = Self::find_bin_dir()?;
         fs::create_dir_all(data_dir)

@@ -41,7 +41,7 @@ impl Database {
                 (pg.database_url("millrace"), Some(pg))
             }
         };
-        let pool = connect(&url).await?;
+        let pool = connect(&url, storage.db_max_connections).await?;
         Ok(Database { pool, embedded })
     }
 
@@ -56,10 +56,10 @@ impl Database {
 
 /// Connects and brings the schema up to date. Migrations take an advisory
 /// lock, so replicas starting together apply them once.
-pub async fn connect(url: &str) -> anyhow::Result<PgPool> {
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
     let pool = PgPoolOptions::new()
-        .max_connections(32)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await

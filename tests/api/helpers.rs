@@ -40,20 +40,31 @@ async fn server_url() -> &'static str {
 }
 
 fn embedded_url() -> String {
-    static PG: Mutex<Option<EmbeddedPostgres>> = Mutex::new(None);
-    // The test harness leaves through process::exit, which runs no Drop for
-    // statics: stop the cluster from an atexit hook instead.
+    static PG: Mutex<Option<(EmbeddedPostgres, std::fs::File)>> = Mutex::new(None);
+    // Several test processes may share the cluster (two `cargo test` runs).
+    // Each holds a shared lock on `users.lock` while it runs; at exit, the
+    // one that can take it exclusively is the last and stops the cluster.
+    // The harness leaves through process::exit, which runs no Drop for
+    // statics, hence the atexit hook.
     extern "C" fn stop_cluster() {
-        if let Some(mut pg) = PG.lock().ok().and_then(|mut g| g.take()) {
-            let _ = pg.stop();
+        use std::os::fd::AsRawFd;
+        if let Some((mut pg, users)) = PG.lock().ok().and_then(|mut g| g.take()) {
+            if unsafe { libc::flock(users.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let _ = pg.stop_shared();
+            }
         }
     }
     let mut guard = PG.lock().unwrap();
-    let pg = guard.get_or_insert_with(|| {
+    let (pg, _) = guard.get_or_insert_with(|| {
+        use std::os::fd::AsRawFd;
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-pg");
+        std::fs::create_dir_all(&dir).expect("creating the test cluster directory");
+        let users = std::fs::File::create(dir.join("users.lock")).expect("creating users.lock");
+        // Blocks while a finishing process stops the cluster, then starts it again.
+        assert_eq!(unsafe { libc::flock(users.as_raw_fd(), libc::LOCK_SH) }, 0, "locking users.lock");
         let pg = EmbeddedPostgres::start(&dir).expect("starting the embedded test cluster");
         unsafe { libc::atexit(stop_cluster) };
-        pg
+        (pg, users)
     });
     pg.database_url("postgres")
 }
@@ -75,7 +86,9 @@ async fn container_url() -> String {
 
 const TEST_DB_PREFIX: &str = "millrace_test_";
 
-/// Databases of earlier runs; this run's are dropped by the next one.
+/// Databases of earlier runs; this run's are dropped by the next one. Names
+/// carry the creating process's id, so a run never drops the databases of
+/// another run still going on the same server.
 async fn drop_stale_databases(url: &str) {
     let mut conn = PgConnection::connect(url).await.expect("connecting to the test server");
     let names: Vec<(String,)> = sqlx::query_as("select datname from pg_database where datname like $1")
@@ -83,7 +96,11 @@ async fn drop_stale_databases(url: &str) {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    for (name,) in names {
+    let alive = |name: &str| {
+        let pid = name.strip_prefix(TEST_DB_PREFIX).and_then(|rest| rest.split('_').next()).unwrap_or_default();
+        !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists()
+    };
+    for (name,) in names.into_iter().filter(|(n,)| !alive(n)) {
         let _ = sqlx::query(&format!("drop database if exists \"{name}\" with (force)")).execute(&mut conn).await;
     }
 }
@@ -106,7 +123,7 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 pub async fn fresh_database_url() -> String {
     let url = server_url().await;
-    let name = format!("{TEST_DB_PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let name = format!("{TEST_DB_PREFIX}{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(url).await.expect("connecting to the test server");
     sqlx::query(&format!("create database \"{name}\"")).execute(&mut conn).await.unwrap();
     with_database(url, &name)
@@ -145,7 +162,8 @@ impl TestServer {
     }
 
     pub async fn start_full(database_url: String, master_key: String, config: Config) -> TestServer {
-        let pool = millrace::store::connect(&database_url).await.expect("connecting and migrating");
+        // Small pools: several test servers share one PostgreSQL (100 connections).
+        let pool = millrace::store::connect(&database_url, 8).await.expect("connecting and migrating");
         let secrets = SecretBox::from_base64(&master_key).unwrap();
         let app = App { pool: pool.clone(), secrets: secrets.clone(), config };
         let server = Server::bind(app).await.expect("binding 127.0.0.1:0");
