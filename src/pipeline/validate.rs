@@ -41,7 +41,44 @@ pub fn validate(p: &PipelineDeclaration, types: &HashMap<ActionTypeId, ActionTyp
         }
     }
     artifacts_and_namespaces(p)?;
+    triggers(p)?;
     artifact_stores(p, region)
+}
+
+/// V2 triggers (pipelines-filter.html): each names a CodeStarSourceConnection
+/// source action, at most one trigger per action, and its filters combine
+/// as AWS allows (push: tags, or branches with optional file paths; pull
+/// request: branches with optional file paths).
+fn triggers(p: &PipelineDeclaration) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for trigger in &p.triggers {
+        let git = &trigger["gitConfiguration"];
+        let name = git["sourceActionName"].as_str().unwrap_or_default();
+        let action = p.stages.first().and_then(|s| s.actions.iter().find(|a| a.name == name));
+        let is_connection = action.is_some_and(|a| a.action_type_id.owner == "AWS" && a.action_type_id.provider == "CodeStarSourceConnection");
+        if !is_connection {
+            return Err(structure(format!(
+                "Trigger names source action '{name}', which is not a CodeStarSourceConnection action of the first stage"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(structure(format!("Source action '{name}' has more than one trigger; one trigger per source action is allowed")));
+        }
+        for push in git["push"].as_array().into_iter().flatten() {
+            let (tags, branches, paths) = (!push["tags"].is_null(), !push["branches"].is_null(), !push["filePaths"].is_null());
+            if !((tags && !branches && !paths) || (branches && !tags)) {
+                return Err(structure(format!(
+                    "A push filter of the trigger for '{name}' must filter on tags alone, or on branches with optional file paths"
+                )));
+            }
+        }
+        for pull in git["pullRequest"].as_array().into_iter().flatten() {
+            if pull["branches"].is_null() {
+                return Err(structure(format!("A pull request filter of the trigger for '{name}' must filter on branches")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn pipeline_level(p: &PipelineDeclaration) -> Result<(), ApiError> {

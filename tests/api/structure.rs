@@ -122,6 +122,26 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
     ("timeoutInMinutes only on manual approvals", |p| {
         p["stages"][1]["actions"][0]["timeoutInMinutes"] = json!(60);
     }, "InvalidActionDeclarationException", "timeoutInMinutes"),
+    ("a trigger names a connection source action", |p| {
+        p["pipelineType"] = json!("V2");
+        p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Fetch"}}]);
+    }, "InvalidStructureException", "'Fetch'"),
+    ("a trigger's push filter is a valid combination", |p| {
+        p["pipelineType"] = json!("V2");
+        p["stages"][0]["actions"][0] = json!({"name": "Git", "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
+            "configuration": {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/x", "FullRepositoryId": "o/r", "BranchName": "main"},
+            "outputArtifacts": [{"name": "src"}]});
+        p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
+            "push": [{"tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}}]}}]);
+    }, "InvalidStructureException", "push filter"),
+    ("a valid V2 trigger is accepted", |p| {
+        p["pipelineType"] = json!("V2");
+        p["stages"][0]["actions"][0] = json!({"name": "Git", "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
+            "configuration": {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/x", "FullRepositoryId": "o/r", "BranchName": "main"},
+            "outputArtifacts": [{"name": "src"}]});
+        p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
+            "push": [{"branches": {"includes": ["main"]}, "filePaths": {"includes": ["src/**"]}}]}}]);
+    }, "ok", ""),
     ("names follow the pattern", |p| { p["stages"][1]["name"] = json!("Build It") }, "ValidationException", "pipeline.stages.2.member.name"),
 ];
 
