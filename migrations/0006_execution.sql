@@ -39,6 +39,11 @@ create table pipeline_execution (
 create index pipeline_execution_newest on pipeline_execution (account_id, pipeline_name, seq desc);
 create index pipeline_execution_active on pipeline_execution (account_id, pipeline_name, seq)
     where status in ('InProgress', 'Stopping');
+-- Who waits to enter a stage, and who runs it: asked at every stage
+-- boundary, so it must not scan every active execution (PARALLEL pipelines
+-- may have thousands).
+create index pipeline_execution_at_stage on pipeline_execution (account_id, pipeline_name, stage_index, stage_phase, seq)
+    where status in ('InProgress', 'Stopping');
 
 create table stage_execution (
     account_id     text not null,
