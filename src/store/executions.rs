@@ -642,6 +642,8 @@ pub async fn transitions(conn: &mut PgConnection, account_id: &str, pipeline: &s
     .await
 }
 
+// One column per parameter: a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_transition(
     conn: &mut PgConnection,
     account_id: &str,
@@ -691,6 +693,8 @@ pub async fn revisions(conn: &mut PgConnection, account_id: &str, pipeline: &str
 }
 
 /// Records a revision; true when it differs from the one known before.
+// One column per parameter: a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn record_revision(
     conn: &mut PgConnection,
     account_id: &str,

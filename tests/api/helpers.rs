@@ -48,10 +48,10 @@ fn embedded_url() -> String {
     // statics, hence the atexit hook.
     extern "C" fn stop_cluster() {
         use std::os::fd::AsRawFd;
-        if let Some((mut pg, users)) = PG.lock().ok().and_then(|mut g| g.take()) {
-            if unsafe { libc::flock(users.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                let _ = pg.stop_shared();
-            }
+        if let Some((mut pg, users)) = PG.lock().ok().and_then(|mut g| g.take())
+            && unsafe { libc::flock(users.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
+        {
+            let _ = pg.stop_shared();
         }
     }
     let mut guard = PG.lock().unwrap();
