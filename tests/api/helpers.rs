@@ -57,7 +57,7 @@ fn embedded_url() -> String {
     let mut guard = PG.lock().unwrap();
     let (pg, _) = guard.get_or_insert_with(|| {
         use std::os::fd::AsRawFd;
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-pg");
+        let dir = test_cluster_dir();
         std::fs::create_dir_all(&dir).expect("creating the test cluster directory");
         let users = std::fs::File::create(dir.join("users.lock")).expect("creating users.lock");
         // Blocks while a finishing process stops the cluster, then starts it again.
@@ -67,6 +67,23 @@ fn embedded_url() -> String {
         (pg, users)
     });
     pg.database_url("postgres")
+}
+
+/// `target/tmp/test-pg`, unless PostgreSQL (which runs as another user when
+/// we are root) could not reach it because an ancestor directory is closed to
+/// others (a checkout under /root, say): then a directory under /tmp named
+/// after the target directory.
+fn test_cluster_dir() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let reachable = target.ancestors().all(|d| std::fs::metadata(d).map(|m| m.permissions().mode() & 0o001 != 0).unwrap_or(true));
+    if unsafe { libc::geteuid() } != 0 || reachable {
+        return target.join("test-pg");
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    target.hash(&mut h);
+    PathBuf::from(format!("/tmp/millrace-test-pg-{:016x}", h.finish()))
 }
 
 async fn container_url() -> String {
