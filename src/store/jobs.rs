@@ -212,3 +212,19 @@ pub async fn query_value_of(conn: &mut PgConnection, job_id: Uuid) -> Result<Opt
         .await?;
     Ok(row.and_then(|r| r.0))
 }
+
+/// (pipeline, action execution) of the account's queued jobs of one type,
+/// in pipeline order so several pipelines are always locked in one order.
+pub async fn queued_of_type(conn: &mut PgConnection, account_id: &str, type_id: &ActionTypeId) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select pipeline_name, action_execution_id from job where account_id = $1 and owner = $2 and category = $3 \
+         and provider = $4 and version = $5 and status = 'Queued' order by pipeline_name, seq",
+    )
+    .bind(account_id)
+    .bind(&type_id.owner)
+    .bind(&type_id.category)
+    .bind(&type_id.provider)
+    .bind(&type_id.version)
+    .fetch_all(conn)
+    .await
+}

@@ -703,3 +703,19 @@ async fn an_unanswered_approval_fails_when_it_times_out() {
         .unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
 }
+
+#[tokio::test]
+async fn deleting_an_action_type_fails_the_actions_still_waiting_for_a_worker() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    realistic_pipeline(&client, "app", None).await;
+    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
+    succeed(&client, &source[0], &[]).await;
+    let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    // Compile and Lint are queued; nobody has polled them yet.
+    client.delete_custom_action_type().category(ActionCategory::Build).provider("Builder").version("1").send().await.unwrap();
+    assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
+    let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(&execution).send().await.unwrap();
+    assert!(e.pipeline_execution().unwrap().status_summary().unwrap().contains("was deleted"));
+}
