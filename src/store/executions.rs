@@ -366,14 +366,6 @@ pub async fn execution_actions(conn: &mut PgConnection, account_id: &str, pipeli
     .await
 }
 
-pub async fn get_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid) -> Result<Option<ActionRow>, sqlx::Error> {
-    sqlx::query_as(&format!("select {ACTION_COLUMNS} from action_execution where account_id = $1 and action_execution_id = $2"))
-        .bind(account_id)
-        .bind(action_execution_id)
-        .fetch_optional(conn)
-        .await
-}
-
 /// The latest attempt of each (stage, action) of the pipeline.
 pub async fn latest_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<ActionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -512,17 +504,6 @@ pub async fn disabled_transitions(conn: &mut PgConnection, account_id: &str, pip
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().collect())
-}
-
-/// The execution an action execution belongs to.
-pub async fn action_execution_of(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    let row: Option<(Uuid,)> =
-        sqlx::query_as("select execution_id from action_execution where account_id = $1 and action_execution_id = $2")
-            .bind(account_id)
-            .bind(action_execution_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|r| r.0))
 }
 
 /// The pipeline an action execution belongs to.

@@ -67,12 +67,3 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     MIGRATOR.run(&pool).await.context("applying database migrations")?;
     Ok(pool)
 }
-
-/// The name of a violated constraint, for mapping unique violations to API
-/// errors without a racy SELECT-then-INSERT.
-pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
-    }
-}
