@@ -91,6 +91,17 @@ async fn claim(client: &Client, category: ActionCategory, provider: &str, n: usi
     panic!("expected {n} {provider} jobs, got {}", jobs.len());
 }
 
+fn execution_of(job: &Job) -> String {
+    job.data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned()
+}
+
+/// Completes the CreatePipeline execution's source job; returns that execution.
+async fn finish_source(client: &Client) -> String {
+    let source = claim(client, ActionCategory::Source, "Repo", 1).await;
+    succeed(client, &source[0], &[]).await;
+    execution_of(&source[0])
+}
+
 fn action_name(job: &Job) -> String {
     job.data().unwrap().pipeline_context().unwrap().action().unwrap().name().unwrap().to_owned()
 }
@@ -268,9 +279,7 @@ async fn a_failed_build_is_retried_and_the_execution_goes_on() {
     let account = server.account("a").await;
     let client = server.client(&account);
     realistic_pipeline(&client, "app", None).await;
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
-    let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let execution = finish_source(&client).await;
 
     let parallel = claim(&client, ActionCategory::Build, "Builder", 2).await;
     let (compile, lint): (Vec<&Job>, Vec<&Job>) = parallel.iter().partition(|j| action_name(j) == "Compile");
@@ -325,9 +334,7 @@ async fn a_rejected_approval_fails_the_stage() {
     let account = server.account("a").await;
     let client = server.client(&account);
     realistic_pipeline(&client, "app", None).await;
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
-    let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let execution = finish_source(&client).await;
     build_all(&client, "1").await;
     let token = approval_token(&client, "app").await;
     answer(&client, &token, ApprovalStatus::Rejected, "not today")
@@ -351,7 +358,7 @@ async fn executions_wait_at_a_disabled_transition_and_the_newest_supersedes_the_
     realistic_pipeline(&client, "app", None).await;
     // Finish the CreatePipeline execution's source job so it does not hold Source.
     let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    let first = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let first = execution_of(&source[0]);
     client
         .disable_stage_transition()
         .pipeline_name("app")
@@ -403,7 +410,7 @@ async fn a_stopped_execution_lets_running_work_finish_or_abandons_it() {
     realistic_pipeline(&client, "app", None).await;
     let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
     ack(&client, &source[0]).await;
-    let first = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let first = execution_of(&source[0]);
 
     // Stop and wait: the in-flight source job may still finish.
     client.stop_pipeline_execution().pipeline_name("app").pipeline_execution_id(&first).reason("wrong branch").send().await.unwrap();
@@ -447,8 +454,7 @@ async fn queued_mode_runs_executions_one_after_another_without_superseding() {
     let account = server.account("a").await;
     let client = server.client(&account);
     realistic_pipeline(&client, "app", Some(ExecutionMode::Queued)).await;
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
+    finish_source(&client).await;
     let a = revision(&client, "app", "r2").await;
     let b = revision(&client, "app", "r3").await;
     build_all(&client, "1").await;
@@ -553,7 +559,7 @@ async fn v2_variables_resolve_and_a_stage_rolls_back_to_an_earlier_execution() {
     let client = server.client(&account);
     v2_pipeline(&client, "app").await;
     let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    let first = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let first = execution_of(&source[0]);
     ack(&client, &source[0]).await;
     client
         .put_job_success_result()
@@ -641,8 +647,7 @@ async fn an_outbound_transition_holds_an_execution_after_its_stage() {
         .send()
         .await
         .unwrap();
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
+    finish_source(&client).await;
     assert!(poll(&client, ActionCategory::Build, "Builder", 10).await.is_empty());
     client.enable_stage_transition().pipeline_name("app").stage_name("Source").transition_type(StageTransitionType::Outbound).send().await.unwrap();
     claim(&client, ActionCategory::Build, "Builder", 2).await;
@@ -654,9 +659,7 @@ async fn only_the_latest_execution_of_a_failed_stage_can_be_retried_and_all_acti
     let account = server.account("a").await;
     let client = server.client(&account);
     realistic_pipeline(&client, "app", None).await;
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
-    let first = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let first = finish_source(&client).await;
     for job in claim(&client, ActionCategory::Build, "Builder", 2).await {
         fail(&client, &job, "broken").await;
     }
@@ -680,9 +683,7 @@ async fn an_unanswered_approval_fails_when_it_times_out() {
     let account = server.account("a").await;
     let client = server.client(&account);
     realistic_pipeline(&client, "app", None).await;
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
-    let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let execution = finish_source(&client).await;
     build_all(&client, "1").await;
     let token = approval_token(&client, "app").await;
     // Seven days pass.
@@ -710,9 +711,7 @@ async fn deleting_an_action_type_fails_the_actions_still_waiting_for_a_worker() 
     let account = server.account("a").await;
     let client = server.client(&account);
     realistic_pipeline(&client, "app", None).await;
-    let source = claim(&client, ActionCategory::Source, "Repo", 1).await;
-    succeed(&client, &source[0], &[]).await;
-    let execution = source[0].data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+    let execution = finish_source(&client).await;
     // Compile and Lint are queued; nobody has polled them yet.
     client.delete_custom_action_type().category(ActionCategory::Build).provider("Builder").version("1").send().await.unwrap();
     assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
