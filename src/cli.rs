@@ -38,7 +38,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .context("creating the development account")?;
         tracing::info!(account_id = "000000000000", access_key_id = %dev.access_key_id, "development account ready");
     }
-    let server = Server::bind(App { pool: db.pool.clone(), secrets, config: config.clone() })
+    let server = Server::bind(App::new(db.pool.clone(), secrets, config.clone()))
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(address = %server.local_addr(), region = %config.region, "millrace is serving");

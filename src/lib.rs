@@ -34,6 +34,15 @@ pub struct App {
     pub pool: PgPool,
     pub secrets: SecretBox,
     pub config: Config,
+    /// Verified access keys; live only while [`Server::run`] listens for changes.
+    pub keys: Arc<protocol::keys::KeyCache>,
+    pub declarations: engine::Declarations,
+}
+
+impl App {
+    pub fn new(pool: PgPool, secrets: SecretBox, config: Config) -> App {
+        App { pool, secrets, config, keys: Default::default(), declarations: Default::default() }
+    }
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -82,13 +91,15 @@ impl Server {
     /// finishes in-flight requests and the sweeper's current pass.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let sweeper = tokio::spawn(engine::sweeper::run(self.app.clone(), stopped));
+        let sweeper = tokio::spawn(engine::sweeper::run(self.app.clone(), stopped.clone()));
+        let keys = tokio::spawn(protocol::keys::listen(self.app.keys.clone(), self.app.pool.clone(), stopped));
         let router = router(self.app);
         let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop.send(true);
         let _ = sweeper.await;
+        let _ = keys.await;
         Ok(served?)
     }
 }

@@ -199,7 +199,7 @@ async fn fail_queued_jobs(cx: &Cx, conn: &mut PgConnection, id: &ActionTypeId) -
     let queued = crate::store::jobs::queued_of_type(conn, &cx.account_id, id).await?;
     let message = format!("{id} was deleted before a job worker picked up this action");
     for (pipeline, action_execution_id) in queued {
-        crate::store::executions::lock_pipeline(conn, &cx.account_id, &pipeline).await?;
+        let Some(locked) = crate::store::executions::lock_pipeline(conn, &cx.account_id, &pipeline).await? else { continue };
         crate::store::jobs::fail_jobs_of(conn, &cx.account_id, &[action_execution_id]).await?;
         let update = crate::store::executions::ActionUpdate {
             status: Some("Failed"),
@@ -207,7 +207,7 @@ async fn fail_queued_jobs(cx: &Cx, conn: &mut PgConnection, id: &ActionTypeId) -
             error_message: Some(&message),
             ..Default::default()
         };
-        crate::engine::complete_action(conn, cx.scope(&pipeline), action_execution_id, &update).await?;
+        crate::engine::complete_action(conn, cx.scope(&pipeline, locked), action_execution_id, &update).await?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Postgres, Transaction};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::action_types::types_for_account;
@@ -19,16 +20,16 @@ use crate::engine::{self, Start};
 use crate::pipeline::action_types::SECRET_MASK;
 use crate::pipeline::{ActionTypeId, PipelineDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::store::executions::{self as store, ActionRow, ActionUpdate, ExecutionRow};
+use crate::store::executions::{self as store, ActionRow, ActionUpdate, ExecutionRow, LockedPipeline};
 use crate::store::{jobs, pipelines};
 
 /// Begins the transaction of a change to `pipeline` and takes its lock.
-/// Returns the transaction and the current declaration.
-pub async fn lock(cx: &Cx, pipeline: &str) -> Result<(Transaction<'static, Postgres>, i32, PipelineDeclaration), ApiError> {
+/// Returns the transaction, the lock and the current declaration.
+pub async fn lock(cx: &Cx, pipeline: &str) -> Result<(Transaction<'static, Postgres>, LockedPipeline, Arc<PipelineDeclaration>), ApiError> {
     let mut tx = cx.pool().begin().await?;
-    let version = store::lock_pipeline(&mut tx, &cx.account_id, pipeline).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
-    let decl = current_declaration(&mut tx, cx, pipeline, Some(version)).await?;
-    Ok((tx, version, decl))
+    let locked = store::lock_pipeline(&mut tx, &cx.account_id, pipeline).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
+    let decl = engine::declaration(&mut tx, cx.scope(pipeline, locked), locked.current_version).await?;
+    Ok((tx, locked, decl))
 }
 
 async fn current_declaration(conn: &mut PgConnection, cx: &Cx, pipeline: &str, version: Option<i32>) -> Result<PipelineDeclaration, ApiError> {
@@ -76,7 +77,7 @@ pub struct StartPipelineExecutionOutput {
 
 /// Errors: ValidationException, PipelineNotFoundException.
 pub async fn start_pipeline_execution(cx: Cx, input: StartPipelineExecutionInput) -> Result<StartPipelineExecutionOutput, ApiError> {
-    let (mut tx, version, decl) = lock(&cx, &input.name).await?;
+    let (mut tx, locked, decl) = lock(&cx, &input.name).await?;
     if decl.pipeline_type() == "V1" && (!input.variables.is_empty() || !input.source_revisions.is_empty()) {
         return Err(ApiError::validation("Pipeline variables and source revision overrides can only be used with V2 pipelines"));
     }
@@ -87,7 +88,7 @@ pub async fn start_pipeline_execution(cx: Cx, input: StartPipelineExecutionInput
         source_overrides: input.source_revisions,
         client_request_token: input.client_request_token.as_deref(),
     };
-    let id = engine::start_execution(&mut tx, cx.scope(&input.name), version, start).await?;
+    let id = engine::start_execution(&mut tx, cx.scope(&input.name, locked), locked.current_version, start).await?;
     tx.commit().await?;
     Ok(StartPipelineExecutionOutput { pipeline_execution_id: id })
 }
@@ -106,7 +107,7 @@ pub struct StopPipelineExecutionInput {
 /// DuplicatedStopRequestException, ValidationException.
 pub async fn stop_pipeline_execution(cx: Cx, input: StopPipelineExecutionInput) -> Result<StartPipelineExecutionOutput, ApiError> {
     let pipeline = input.pipeline_name.as_str();
-    let (mut tx, _, _) = lock(&cx, pipeline).await?;
+    let (mut tx, locked, _) = lock(&cx, pipeline).await?;
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
     let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
     match e.status.as_str() {
@@ -128,7 +129,7 @@ pub async fn stop_pipeline_execution(cx: Cx, input: StopPipelineExecutionInput) 
         let abandoned = store::abandon_actions(&mut tx, &cx.account_id, pipeline, id).await?;
         jobs::fail_jobs_of(&mut tx, &cx.account_id, &abandoned).await?;
     }
-    engine::reconcile(&mut tx, cx.scope(pipeline)).await?;
+    engine::reconcile(&mut tx, cx.scope(pipeline, locked)).await?;
     tx.commit().await?;
     Ok(StartPipelineExecutionOutput { pipeline_execution_id: id })
 }
@@ -146,7 +147,8 @@ pub struct RetryStageExecutionInput {
 /// StageNotRetryableException, NotLatestPipelineExecutionException.
 pub async fn retry_stage_execution(cx: Cx, input: RetryStageExecutionInput) -> Result<StartPipelineExecutionOutput, ApiError> {
     let pipeline = input.pipeline_name.as_str();
-    let (mut tx, version, decl) = lock(&cx, pipeline).await?;
+    let (mut tx, locked, decl) = lock(&cx, pipeline).await?;
+    let version = locked.current_version;
     let index = decl.stages.iter().position(|s| s.name == input.stage_name).ok_or_else(|| stage_not_found(&input.stage_name, pipeline))?;
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
     let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
@@ -173,18 +175,22 @@ pub async fn retry_stage_execution(cx: Cx, input: RetryStageExecutionInput) -> R
         ));
     }
     let stage = &decl.stages[index];
-    let rows = store::current_actions(&mut tx, &cx.account_id, pipeline, id, &stage.name).await?;
+    let rows = store::stage_actions(&mut tx, &cx.account_id, pipeline, id, &stage.name).await?;
     if input.retry_mode == "ALL_ACTIONS" {
         store::retire_actions(&mut tx, &cx.account_id, pipeline, id, &stage.name, None).await?;
     } else {
         let failed: Vec<String> = rows.iter().filter(|r| r.status != "Succeeded").map(|r| r.action_name.clone()).collect();
         store::retire_actions(&mut tx, &cx.account_id, pipeline, id, &stage.name, Some(&failed)).await?;
     }
-    store::upsert_stage(&mut tx, &cx.account_id, pipeline, id, &stage.name, "InProgress").await?;
-    store::set_execution_status(&mut tx, &cx.account_id, pipeline, id, "InProgress", None).await?;
-    store::set_execution_position(&mut tx, &cx.account_id, pipeline, id, index as i32, "Running").await?;
+    let rerun = store::Move {
+        stage: Some((&stage.name, "InProgress")),
+        status: Some("InProgress"),
+        position: Some((index as i32, "Running")),
+        ..Default::default()
+    };
+    store::move_execution(&mut tx, &cx.account_id, pipeline, id, &rerun).await?;
     store::clear_stop(&mut tx, &cx.account_id, pipeline, id).await?;
-    engine::reconcile(&mut tx, cx.scope(pipeline)).await?;
+    engine::reconcile(&mut tx, cx.scope(pipeline, locked)).await?;
     tx.commit().await?;
     Ok(StartPipelineExecutionOutput { pipeline_execution_id: id })
 }
@@ -208,7 +214,8 @@ fn cannot_roll_back(why: String) -> ApiError {
 /// UnableToRollbackStageException.
 pub async fn rollback_stage(cx: Cx, input: RollbackStageInput) -> Result<StartPipelineExecutionOutput, ApiError> {
     let pipeline = input.pipeline_name.as_str();
-    let (mut tx, version, decl) = lock(&cx, pipeline).await?;
+    let (mut tx, locked, decl) = lock(&cx, pipeline).await?;
+    let version = locked.current_version;
     let index = decl.stages.iter().position(|s| s.name == input.stage_name).ok_or_else(|| stage_not_found(&input.stage_name, pipeline))?;
     if decl.pipeline_type() != "V2" {
         return Err(cannot_roll_back(format!("Pipeline '{pipeline}' is a V1 pipeline; stage rollback needs a V2 pipeline")));
@@ -232,7 +239,7 @@ pub async fn rollback_stage(cx: Cx, input: RollbackStageInput) -> Result<StartPi
     if store::stage_status(&mut tx, &cx.account_id, pipeline, id, &input.stage_name).await?.as_deref() != Some("Succeeded") {
         return Err(cannot_roll_back(format!("Execution {id} did not succeed in stage '{}'", input.stage_name)));
     }
-    let execution = engine::start_rollback(&mut tx, cx.scope(pipeline), &target, index as i32, Some(cx.caller_arn())).await?;
+    let execution = engine::start_rollback(&mut tx, cx.scope(pipeline, locked), &target, index as i32, Some(cx.caller_arn())).await?;
     tx.commit().await?;
     Ok(StartPipelineExecutionOutput { pipeline_execution_id: execution })
 }
@@ -281,7 +288,7 @@ fn find_action<'a>(decl: &'a PipelineDeclaration, pipeline: &str, stage: &str, a
 /// Errors: PipelineNotFoundException, StageNotFoundException, ActionNotFoundException.
 pub async fn put_action_revision(cx: Cx, input: PutActionRevisionInput) -> Result<PutActionRevisionOutput, ApiError> {
     let pipeline = input.pipeline_name.as_str();
-    let (mut tx, version, decl) = lock(&cx, pipeline).await?;
+    let (mut tx, locked, decl) = lock(&cx, pipeline).await?;
     let action = find_action(&decl, pipeline, &input.stage_name, &input.action_name)?;
     if action.action_type_id.category != "Source" {
         return Err(ApiError::validation(format!("Action '{}' is not a source action", input.action_name)));
@@ -300,7 +307,7 @@ pub async fn put_action_revision(cx: Cx, input: PutActionRevisionInput) -> Resul
     .await?;
     let execution = if new {
         let start = Start::triggered_by("PutActionRevision", Some(format!("{}/{}", input.stage_name, input.action_name)));
-        Some(engine::start_execution(&mut tx, cx.scope(pipeline), version, start).await?)
+        Some(engine::start_execution(&mut tx, cx.scope(pipeline, locked), locked.current_version, start).await?)
     } else {
         None
     };
@@ -334,7 +341,7 @@ pub struct PutApprovalResultOutput {
 /// PipelineNotFoundException, StageNotFoundException, ActionNotFoundException.
 pub async fn put_approval_result(cx: Cx, input: PutApprovalResultInput) -> Result<PutApprovalResultOutput, ApiError> {
     let pipeline = input.pipeline_name.as_str();
-    let (mut tx, _, decl) = lock(&cx, pipeline).await?;
+    let (mut tx, locked, decl) = lock(&cx, pipeline).await?;
     let action = find_action(&decl, pipeline, &input.stage_name, &input.action_name)?;
     if !crate::pipeline::action_types::is_manual_approval(&action.action_type_id) {
         return Err(ApiError::validation(format!("Action '{}' is not a manual approval action", input.action_name)));
@@ -358,7 +365,7 @@ pub async fn put_approval_result(cx: Cx, input: PutApprovalResultInput) -> Resul
         error_message: (!approved).then_some(message.as_str()),
         ..Default::default()
     };
-    engine::complete_action(&mut tx, cx.scope(pipeline), row.action_execution_id, &update).await?;
+    engine::complete_action(&mut tx, cx.scope(pipeline, locked), row.action_execution_id, &update).await?;
     tx.commit().await?;
     Ok(PutApprovalResultOutput { approved_at: epoch_seconds(Utc::now()) })
 }
@@ -381,12 +388,12 @@ pub struct EnableStageTransitionInput {
 }
 
 async fn set_transition(cx: &Cx, pipeline: &str, stage: &str, kind: &str, reason: Option<&str>) -> Result<Empty, ApiError> {
-    let (mut tx, _, decl) = lock(cx, pipeline).await?;
+    let (mut tx, locked, decl) = lock(cx, pipeline).await?;
     if !decl.stages.iter().any(|s| s.name == stage) {
         return Err(stage_not_found(stage, pipeline));
     }
     store::set_transition(&mut tx, &cx.account_id, pipeline, stage, kind, reason.is_none(), reason, &cx.caller_arn()).await?;
-    engine::reconcile(&mut tx, cx.scope(pipeline)).await?;
+    engine::reconcile(&mut tx, cx.scope(pipeline, locked)).await?;
     tx.commit().await?;
     Ok(Empty {})
 }

@@ -11,6 +11,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Cx, Empty};
@@ -19,7 +20,7 @@ use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::executions::{self as executions, ActionUpdate};
-use crate::store::jobs::{self, JobRow};
+use crate::store::jobs::{self, JobRow, LockedJob};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
@@ -190,10 +191,9 @@ fn invalid_state(job: &JobRow) -> ApiError {
 }
 
 /// `{ExternalExecutionId}` and `{Config:Name}` in the type's execution URL template.
-async fn execution_url(cx: &Cx, job: &JobRow, external_id: &str) -> Result<Option<String>, ApiError> {
+async fn execution_url(conn: &mut PgConnection, cx: &Cx, job: &JobRow, external_id: &str) -> Result<Option<String>, ApiError> {
     let Ok(id) = serde_json::from_value::<ActionTypeId>(job.data["actionTypeId"].clone()) else { return Ok(None) };
-    let mut conn = cx.pool().acquire().await?;
-    let Some(row) = type_store::get(&mut conn, &cx.account_id, &id).await? else { return Ok(None) };
+    let Some(row) = type_store::get(conn, &cx.account_id, &id).await? else { return Ok(None) };
     let Some(template) = row.definition.0.settings.and_then(|s| s.execution_url_template) else { return Ok(None) };
     let mut url = template.replace("{ExternalExecutionId}", external_id);
     for (k, v) in job.data["actionConfiguration"]["configuration"].as_object().into_iter().flatten() {
@@ -202,8 +202,29 @@ async fn execution_url(cx: &Cx, job: &JobRow, external_id: &str) -> Result<Optio
     Ok(Some(url))
 }
 
-/// Completes a job with success, in the pipeline's transaction.
-pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> Result<(), ApiError> {
+/// Begins a result's transaction: reads the job (of this account and
+/// owner) and locks its pipeline in one statement.
+async fn lock_job(cx: &Cx, job_id: &str, owner: &str) -> Result<(Transaction<'static, Postgres>, LockedJob), ApiError> {
+    let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
+    let mut tx = cx.pool().begin().await?;
+    let locked = jobs::lock_job(&mut tx, &cx.account_id, uuid).await?.filter(|l| l.job.owner == owner).ok_or_else(|| job_not_found(job_id))?;
+    Ok((tx, locked))
+}
+
+/// InProgress → `status` for the job; InvalidJobStateException if it was
+/// not in progress (the row read with the lock may predate a result that
+/// committed while this one waited, so the compare-and-set decides).
+async fn finish(conn: &mut PgConnection, cx: &Cx, job: &JobRow, status: &str) -> Result<(), ApiError> {
+    if jobs::finish(conn, &cx.account_id, job.job_id, status).await? {
+        return Ok(());
+    }
+    let now = jobs::get(conn, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
+    Err(invalid_state(&now))
+}
+
+/// Completes a job of `owner` with success, in the pipeline's transaction.
+pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessResultInput) -> Result<(), ApiError> {
+    let (mut tx, LockedJob { job, pipeline }) = lock_job(cx, job_id, owner).await?;
     if let Some(vars) = &input.output_variables {
         if input.continuation_token.is_some() {
             return Err(ApiError::validation("outputVariables can only be sent with a result that has no continuationToken"));
@@ -216,18 +237,12 @@ pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> 
             ));
         }
     }
+    finish(&mut tx, cx, &job, "Succeeded").await?;
     let details = input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
     let url = match &details.external_execution_id {
-        Some(x) => execution_url(cx, job, x).await?,
+        Some(x) => execution_url(&mut tx, cx, &job, x).await?,
         None => None,
     };
-    let mut tx = cx.pool().begin().await?;
-    executions::lock_pipeline(&mut tx, &cx.account_id, &job.pipeline_name).await?;
-    if !jobs::finish(&mut tx, &cx.account_id, job.job_id, "Succeeded").await? {
-        let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
-        return Err(invalid_state(&now));
-    }
-    let scope = cx.scope(&job.pipeline_name);
     let revision = input.current_revision.map(|r| {
         let mut rev = json!({"revisionId": r["revision"], "revisionChangeId": r["changeIdentifier"]});
         if let Some(c) = parse_timestamp(&r["created"]) {
@@ -252,7 +267,6 @@ pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> 
             let mut data = job.data.clone();
             data["continuationToken"] = json!(token);
             let type_id: ActionTypeId = serde_json::from_value(job.data["actionTypeId"].clone()).map_err(ApiError::internal)?;
-            let query_value = jobs::query_value_of(&mut tx, job.job_id).await?;
             jobs::insert(
                 &mut tx,
                 &jobs::NewJob {
@@ -262,7 +276,7 @@ pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> 
                     execution_id: job.execution_id,
                     action_execution_id: job.action_execution_id,
                     type_id: &type_id,
-                    query_value: query_value.as_deref(),
+                    query_value: job.query_value.as_deref(),
                     continuation_token: Some(&token),
                     data,
                 },
@@ -275,7 +289,7 @@ pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> 
             if let Some(vars) = input.output_variables {
                 update.output = Some(json!({"outputVariables": vars}));
             }
-            engine::complete_action(&mut tx, scope, job.action_execution_id, &update).await?;
+            engine::complete_action(&mut tx, cx.scope(&job.pipeline_name, pipeline), job.action_execution_id, &update).await?;
         }
     }
     tx.commit().await?;
@@ -285,11 +299,8 @@ pub async fn succeed(cx: &Cx, job: &JobRow, input: PutJobSuccessResultInput) -> 
 /// Errors: ValidationException, JobNotFoundException, InvalidJobStateException,
 /// OutputVariablesSizeExceededException.
 pub async fn put_job_success_result(cx: Cx, input: PutJobSuccessResultInput) -> Result<Empty, ApiError> {
-    let job = find_job(&cx, &input.job_id).await?;
-    if job.owner != "Custom" {
-        return Err(job_not_found(&input.job_id));
-    }
-    succeed(&cx, &job, input).await?;
+    let job_id = input.job_id.clone();
+    succeed(&cx, &job_id, "Custom", input).await?;
     Ok(Empty {})
 }
 
@@ -309,14 +320,10 @@ pub struct FailureDetails {
     external_execution_id: Option<String>,
 }
 
-/// Completes a job with failure, in the pipeline's transaction.
-pub async fn fail(cx: &Cx, job: &JobRow, details: FailureDetails) -> Result<(), ApiError> {
-    let mut tx = cx.pool().begin().await?;
-    executions::lock_pipeline(&mut tx, &cx.account_id, &job.pipeline_name).await?;
-    if !jobs::finish(&mut tx, &cx.account_id, job.job_id, "Failed").await? {
-        let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
-        return Err(invalid_state(&now));
-    }
+/// Completes a job of `owner` with failure, in the pipeline's transaction.
+pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -> Result<(), ApiError> {
+    let (mut tx, LockedJob { job, pipeline }) = lock_job(cx, job_id, owner).await?;
+    finish(&mut tx, cx, &job, "Failed").await?;
     let update = ActionUpdate {
         status: Some("Failed"),
         error_code: Some(&details.kind),
@@ -324,17 +331,13 @@ pub async fn fail(cx: &Cx, job: &JobRow, details: FailureDetails) -> Result<(), 
         external_execution_id: details.external_execution_id.as_deref(),
         ..Default::default()
     };
-    engine::complete_action(&mut tx, cx.scope(&job.pipeline_name), job.action_execution_id, &update).await?;
+    engine::complete_action(&mut tx, cx.scope(&job.pipeline_name, pipeline), job.action_execution_id, &update).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Errors: ValidationException, JobNotFoundException, InvalidJobStateException.
 pub async fn put_job_failure_result(cx: Cx, input: PutJobFailureResultInput) -> Result<Empty, ApiError> {
-    let job = find_job(&cx, &input.job_id).await?;
-    if job.owner != "Custom" {
-        return Err(job_not_found(&input.job_id));
-    }
-    fail(&cx, &job, input.failure_details).await?;
+    fail(&cx, &input.job_id, "Custom", input.failure_details).await?;
     Ok(Empty {})
 }

@@ -10,6 +10,7 @@ pub mod tags;
 pub mod third_party;
 pub mod webhooks;
 
+use crate::store::executions::LockedPipeline;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -44,8 +45,15 @@ impl Cx {
         format!("arn:aws:iam::{}:user/{}", self.account_id, self.access_key_id)
     }
 
-    pub fn scope<'a>(&'a self, pipeline: &'a str) -> crate::engine::Scope<'a> {
-        crate::engine::Scope { account_id: &self.account_id, region: self.region(), pipeline }
+    /// The engine's view of a pipeline this call has locked.
+    pub fn scope<'a>(&'a self, pipeline: &'a str, locked: LockedPipeline) -> crate::engine::Scope<'a> {
+        crate::engine::Scope {
+            account_id: &self.account_id,
+            region: self.region(),
+            pipeline,
+            generation: locked.generation,
+            declarations: &self.app.declarations,
+        }
     }
 }
 

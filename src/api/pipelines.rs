@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use super::action_types::{lock_account, types_for_account};
+use crate::store::executions::lock_pipeline;
 use super::tags::{self, Resource, ResourceArn, Tag};
 use super::{Cx, Empty, epoch_seconds, page_token};
 use crate::pipeline::action_types::{ActionType, SECRET_MASK};
@@ -226,7 +227,8 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
     tags::replace_tags(&mut tx, &cx.account_id, &arn, &input.tags).await?;
     // As in AWS, a new pipeline runs once straight away.
     let first = crate::engine::Start::triggered_by("CreatePipeline", Some(cx.caller_arn()));
-    crate::engine::start_execution(&mut tx, cx.scope(&name), 1, first).await?;
+    let locked = lock_pipeline(&mut tx, &cx.account_id, &name).await?.ok_or_else(|| not_found(&name))?;
+    crate::engine::start_execution(&mut tx, cx.scope(&name, locked), 1, first).await?;
     tx.commit().await?;
     Ok(CreatePipelineOutput { pipeline: mask_secrets(pipeline, &types), tags: input.tags })
 }
@@ -267,7 +269,8 @@ pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<Updat
     let row = pipelines::insert_next_version(&mut tx, &cx.account_id, &name, |v| with_version(pipeline.clone(), v))
         .await?
         .ok_or_else(|| not_found(&name))?;
-    crate::engine::cancel_active(&mut tx, cx.scope(&name)).await?;
+    let locked = lock_pipeline(&mut tx, &cx.account_id, &name).await?.ok_or_else(|| not_found(&name))?;
+    crate::engine::cancel_active(&mut tx, cx.scope(&name, locked)).await?;
     tx.commit().await?;
     Ok(UpdatePipelineOutput { pipeline: mask_secrets(row.declaration, &all_types) })
 }

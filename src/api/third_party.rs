@@ -150,7 +150,7 @@ pub async fn put_third_party_job_success_result(cx: Cx, input: PutThirdPartyJobS
         execution_details: input.execution_details,
         output_variables: None,
     };
-    jobs::succeed(&cx, &job, result).await?;
+    jobs::succeed(&cx, &job.job_id.to_string(), OWNER, result).await?;
     Ok(Empty {})
 }
 
@@ -166,7 +166,7 @@ pub struct PutThirdPartyJobFailureResultInput {
 /// InvalidJobStateException, InvalidClientTokenException.
 pub async fn put_third_party_job_failure_result(cx: Cx, input: PutThirdPartyJobFailureResultInput) -> Result<Empty, ApiError> {
     let job = authorised_job(&cx, &input.job_id, &input.client_token).await?;
-    jobs::fail(&cx, &job, input.failure_details).await?;
+    jobs::fail(&cx, &job.job_id.to_string(), OWNER, input.failure_details).await?;
     Ok(Empty {})
 }
 

@@ -13,9 +13,8 @@
 
 pub mod sweeper;
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::{Duration, Utc};
 use regex::Regex;
@@ -23,29 +22,61 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::api::action_types::types_for_account;
 use crate::pipeline::action_types::{self, ActionType};
-use crate::pipeline::{ActionDeclaration, PipelineDeclaration, StageDeclaration};
+use crate::pipeline::{ActionDeclaration, ActionTypeId, PipelineDeclaration, StageDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::store::executions::{self as store, ActionRow, ActionUpdate, ExecutionRow, NewAction, NewExecution};
+use crate::store::action_types as type_store;
+use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpdate, ExecutionRow, Move, NewAction, NewExecution};
 use crate::store::jobs::{self, NewJob};
 use crate::store::pipelines;
 
 /// Manual approvals wait this long unless the action sets timeoutInMinutes.
 pub const DEFAULT_APPROVAL_MINUTES: i64 = 7 * 24 * 60;
 
-/// Which pipeline the engine is working on.
+/// Which pipeline the engine is working on: built from the lock the caller
+/// holds.
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub account_id: &'a str,
     pub region: &'a str,
     pub pipeline: &'a str,
+    pub generation: Uuid,
+    pub declarations: &'a Declarations,
 }
 
 impl Scope<'_> {
     pub fn pipeline_arn(&self) -> String {
         format!("arn:aws:codepipeline:{}:{}:{}", self.region, self.account_id, self.pipeline)
     }
+}
+
+/// Parsed pipeline declarations by (generation, version). A stored version
+/// never changes, so entries are never stale; the cache only saves reading
+/// and parsing the declaration at every step of every execution.
+#[derive(Default)]
+pub struct Declarations(Mutex<HashMap<(Uuid, i32), Arc<PipelineDeclaration>>>);
+
+/// Bounds memory; a full cache starts over.
+const MAX_DECLARATIONS: usize = 1024;
+
+/// The declaration of version `version` of the scope's pipeline.
+pub async fn declaration(conn: &mut PgConnection, scope: Scope<'_>, version: i32) -> Result<Arc<PipelineDeclaration>, ApiError> {
+    let key = (scope.generation, version);
+    if let Some(d) = scope.declarations.0.lock().expect("declaration cache lock").get(&key) {
+        return Ok(d.clone());
+    }
+    let row = pipelines::get(conn, scope.account_id, scope.pipeline, Some(version))
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pipeline {} version {version} vanished", scope.pipeline)))?;
+    let decl: Arc<PipelineDeclaration> = Arc::new(
+        serde_json::from_value(row.declaration).map_err(|e| ApiError::internal(anyhow::anyhow!("stored declaration unreadable: {e}")))?,
+    );
+    let mut cache = scope.declarations.0.lock().expect("declaration cache lock");
+    if cache.len() >= MAX_DECLARATIONS {
+        cache.clear();
+    }
+    cache.insert(key, decl.clone());
+    Ok(decl)
 }
 
 /// What starts an execution.
@@ -61,13 +92,6 @@ impl<'a> Start<'a> {
     pub fn triggered_by(trigger_type: &'a str, detail: Option<String>) -> Self {
         Start { trigger_type, trigger_detail: detail, variables: vec![], source_overrides: vec![], client_request_token: None }
     }
-}
-
-async fn declaration(conn: &mut PgConnection, scope: Scope<'_>, version: i32) -> Result<PipelineDeclaration, ApiError> {
-    let row = pipelines::get(conn, scope.account_id, scope.pipeline, Some(version))
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("pipeline {} version {version} vanished", scope.pipeline)))?;
-    serde_json::from_value(row.declaration).map_err(|e| ApiError::internal(anyhow::anyhow!("stored declaration unreadable: {e}")))
 }
 
 /// Creates an execution of the pipeline's current version and runs it as far
@@ -112,8 +136,8 @@ pub async fn start_execution(
         client_request_token: start.client_request_token,
         rollback: None,
     };
-    store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
-    advance(conn, scope, vec![execution_id]).await?;
+    let row = store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
+    advance_rows(conn, scope, vec![row]).await?;
     Ok(execution_id)
 }
 
@@ -139,67 +163,144 @@ pub async fn start_rollback(
         client_request_token: None,
         rollback: Some((target.execution_id, stage_index)),
     };
-    store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
-    advance(conn, scope, vec![execution_id]).await?;
+    let row = store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
+    advance_rows(conn, scope, vec![row]).await?;
     Ok(execution_id)
 }
 
 /// Advances every active execution of the pipeline as far as it can go
 /// (after a change that may unblock any of them, e.g. an enabled transition).
 pub async fn reconcile(conn: &mut PgConnection, scope: Scope<'_>) -> Result<(), ApiError> {
-    let ids: Vec<Uuid> = store::active_executions(conn, scope.account_id, scope.pipeline).await?.into_iter().map(|e| e.execution_id).collect();
-    advance(conn, scope, ids).await
+    let rows = store::active_executions(conn, scope.account_id, scope.pipeline).await?;
+    advance_rows(conn, scope, rows).await
 }
 
 /// What one step did to an execution.
 enum Step {
     /// Nothing can happen now.
     Idle,
-    /// It moved; try again.
-    Moved,
+    /// It moved (this is its new state); try again.
+    Moved(ExecutionRow),
     /// It left (or gave up waiting for) the stage with this index, which may
     /// let executions waiting there in.
-    Left(i32),
+    Left(i32, ExecutionRow),
+}
+
+/// What one advance has read and may read again: none of it changes under
+/// the pipeline lock except by the engine's own steps.
+#[derive(Default)]
+struct Seen {
+    decls: HashMap<i32, Arc<PipelineDeclaration>>,
+    /// Custom and third-party action types (None: unknown or deleted).
+    types: HashMap<ActionTypeId, Option<ActionType>>,
+    disabled: Option<HashSet<(String, String)>>,
+}
+
+impl Seen {
+    async fn declaration(&mut self, conn: &mut PgConnection, scope: Scope<'_>, version: i32) -> Result<Arc<PipelineDeclaration>, ApiError> {
+        if let Some(d) = self.decls.get(&version) {
+            return Ok(d.clone());
+        }
+        let d = declaration(conn, scope, version).await?;
+        self.decls.insert(version, d.clone());
+        Ok(d)
+    }
+
+    async fn disabled(&mut self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<&HashSet<(String, String)>, ApiError> {
+        if self.disabled.is_none() {
+            self.disabled = Some(store::disabled_transitions(conn, scope.account_id, scope.pipeline).await?);
+        }
+        Ok(self.disabled.as_ref().expect("loaded"))
+    }
+
+    async fn action_type(&mut self, conn: &mut PgConnection, scope: Scope<'_>, id: &ActionTypeId) -> Result<Option<ActionType>, ApiError> {
+        if let Some(t) = self.types.get(id) {
+            return Ok(t.clone());
+        }
+        let t = type_store::get(conn, scope.account_id, id).await?.filter(|r| !r.deleted).map(|r| r.definition.0);
+        self.types.insert(id.clone(), t.clone());
+        Ok(t)
+    }
+}
+
+/// An execution on the worklist, with what the engine already knows of it
+/// (it wrote or read it last), so steps do not read back what they wrote.
+struct Pending {
+    id: Uuid,
+    row: Option<ExecutionRow>,
+    /// The current actions of the stage it runs.
+    stage: Option<Vec<ActionState>>,
+}
+
+impl Pending {
+    fn id(id: Uuid) -> Pending {
+        Pending { id, row: None, stage: None }
+    }
+
+    fn row(row: ExecutionRow) -> Pending {
+        Pending { id: row.execution_id, row: Some(row), stage: None }
+    }
 }
 
 /// Advances the given executions, and every execution their progress
 /// unblocks, until none can move. Work is proportional to what changed, not
 /// to the number of executions in flight.
 pub async fn advance(conn: &mut PgConnection, scope: Scope<'_>, ids: Vec<Uuid>) -> Result<(), ApiError> {
-    let mut decls: HashMap<i32, PipelineDeclaration> = HashMap::new();
-    let mut types: Option<HashMap<crate::pipeline::ActionTypeId, ActionType>> = None;
-    let mut work: VecDeque<Uuid> = ids.into();
+    run(conn, scope, ids.into_iter().map(Pending::id).collect()).await
+}
+
+/// [`advance`] for executions the caller has just read or written.
+async fn advance_rows(conn: &mut PgConnection, scope: Scope<'_>, rows: Vec<ExecutionRow>) -> Result<(), ApiError> {
+    run(conn, scope, rows.into_iter().map(Pending::row).collect()).await
+}
+
+async fn run(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<Pending>) -> Result<(), ApiError> {
+    let mut seen = Seen::default();
     // Each step changes one execution; the bound only guards against a bug
     // that would loop forever.
     let mut budget = 100_000;
-    while let Some(id) = work.pop_front() {
+    while let Some(Pending { id, row: mut known, stage: mut known_stage }) = work.pop_front() {
         loop {
             budget -= 1;
             if budget == 0 {
                 return Err(ApiError::internal(anyhow::anyhow!("execution engine did not settle for pipeline {}", scope.pipeline)));
             }
-            let Some(e) = store::get_execution(conn, scope.account_id, scope.pipeline, id).await? else { break };
+            let e = match known.take() {
+                Some(e) => e,
+                None => match store::get_execution(conn, scope.account_id, scope.pipeline, id).await? {
+                    Some(e) => e,
+                    None => break,
+                },
+            };
             if !matches!(e.status.as_str(), "InProgress" | "Stopping") {
                 break;
             }
-            if let Entry::Vacant(v) = decls.entry(e.pipeline_version) {
-                v.insert(declaration(conn, scope, e.pipeline_version).await?);
-            }
-            let decl = &decls[&e.pipeline_version];
+            let decl = seen.declaration(conn, scope, e.pipeline_version).await?;
             let step = match e.stage_phase.as_str() {
-                "Waiting" => try_enter(conn, scope, &e, decl).await?,
-                "Running" => step_stage(conn, scope, &e, decl, &mut types).await?,
+                "Waiting" => try_enter(conn, scope, &e, &decl, &mut seen).await?,
+                "Running" => step_stage(conn, scope, &e, &decl, &mut seen, known_stage.take()).await?,
                 _ => Step::Idle,
             };
             match step {
                 Step::Idle => break,
-                Step::Moved => {}
-                Step::Left(index) => {
-                    for other in store::waiting_at(conn, scope.account_id, scope.pipeline, index).await? {
-                        if other != id && !work.contains(&other) {
-                            work.push_back(other);
+                Step::Moved(next) => {
+                    // It has just entered the stage: no action of it has started.
+                    if e.stage_phase == "Waiting" && next.stage_phase == "Running" {
+                        known_stage = Some(Vec::new());
+                    }
+                    known = Some(next);
+                }
+                Step::Left(index, next) => {
+                    // Only SUPERSEDED and QUEUED executions wait for a stage
+                    // to empty; PARALLEL ones wait for transitions alone.
+                    if next.execution_mode != "PARALLEL" {
+                        for other in store::waiting_at(conn, scope.account_id, scope.pipeline, index).await? {
+                            if other != id && !work.iter().any(|w| w.id == other) {
+                                work.push_back(Pending::id(other));
+                            }
                         }
                     }
+                    known = Some(next);
                 }
             }
         }
@@ -207,36 +308,38 @@ pub async fn advance(conn: &mut PgConnection, scope: Scope<'_>, ids: Vec<Uuid>) 
     Ok(())
 }
 
-async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, decl: &PipelineDeclaration) -> Result<Step, ApiError> {
+async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, decl: &PipelineDeclaration, seen: &mut Seen) -> Result<Step, ApiError> {
     let (account, pipeline) = (scope.account_id, scope.pipeline);
     if e.status == "Stopping" {
         // Stopped while waiting: it never enters.
         let summary = e.stop_reason.clone().unwrap_or_else(|| "Stopped while waiting to enter a stage".into());
-        store::set_execution_status(conn, account, pipeline, e.execution_id, "Stopped", Some(&summary)).await?;
-        return Ok(Step::Left(e.stage_index));
+        let row = store::set_execution_status(conn, account, pipeline, e.execution_id, "Stopped", Some(&summary)).await?;
+        return Ok(Step::Left(e.stage_index, row));
     }
     let i = e.stage_index as usize;
     let Some(stage) = decl.stages.get(i) else {
-        store::set_execution_status(conn, account, pipeline, e.execution_id, "Succeeded", None).await?;
-        return Ok(Step::Moved);
+        let row = store::set_execution_status(conn, account, pipeline, e.execution_id, "Succeeded", None).await?;
+        return Ok(Step::Moved(row));
     };
-    let waiting = store::waiting_at(conn, account, pipeline, e.stage_index).await?;
-    if e.execution_mode == "SUPERSEDED" {
-        // Only the newest of the executions waiting at a stage keeps waiting.
-        let summary = format!("Superseded by a newer execution waiting to enter stage '{}'", stage.name);
-        if waiting.last().is_some_and(|newest| *newest != e.execution_id) {
-            store::set_execution_status(conn, account, pipeline, e.execution_id, "Superseded", Some(&summary)).await?;
-            return Ok(Step::Left(e.stage_index));
+    if e.execution_mode != "PARALLEL" {
+        let waiting = store::waiting_at(conn, account, pipeline, e.stage_index).await?;
+        if e.execution_mode == "SUPERSEDED" {
+            // Only the newest of the executions waiting at a stage keeps waiting.
+            let summary = format!("Superseded by a newer execution waiting to enter stage '{}'", stage.name);
+            if waiting.last().is_some_and(|newest| *newest != e.execution_id) {
+                let row = store::set_execution_status(conn, account, pipeline, e.execution_id, "Superseded", Some(&summary)).await?;
+                return Ok(Step::Left(e.stage_index, row));
+            }
+            for older in waiting.iter().filter(|w| **w != e.execution_id) {
+                store::set_execution_status(conn, account, pipeline, *older, "Superseded", Some(&summary)).await?;
+            }
         }
-        for older in waiting.iter().filter(|w| **w != e.execution_id) {
-            store::set_execution_status(conn, account, pipeline, *older, "Superseded", Some(&summary)).await?;
+        // QUEUED keeps arrival order: an older execution waiting here goes first.
+        if e.execution_mode == "QUEUED" && waiting.first().is_some_and(|oldest| *oldest != e.execution_id) {
+            return Ok(Step::Idle);
         }
     }
-    // QUEUED keeps arrival order: an older execution waiting here goes first.
-    if e.execution_mode == "QUEUED" && waiting.first().is_some_and(|oldest| *oldest != e.execution_id) {
-        return Ok(Step::Idle);
-    }
-    let disabled = store::disabled_transitions(conn, account, pipeline).await?;
+    let disabled = seen.disabled(conn, scope).await?;
     let blocked = disabled.contains(&(stage.name.clone(), "Inbound".into()))
         || (i > 0 && disabled.contains(&(decl.stages[i - 1].name.clone(), "Outbound".into())));
     if blocked {
@@ -245,74 +348,74 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
     if e.execution_mode != "PARALLEL" && store::stage_occupied(conn, account, pipeline, e.stage_index, e.execution_id).await? {
         return Ok(Step::Idle);
     }
-    store::upsert_stage(conn, account, pipeline, e.execution_id, &stage.name, "InProgress").await?;
-    store::set_execution_position(conn, account, pipeline, e.execution_id, e.stage_index, "Running").await?;
-    Ok(Step::Moved)
+    let enter = Move { stage: Some((&stage.name, "InProgress")), position: Some((e.stage_index, "Running")), ..Default::default() };
+    Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?))
 }
 
+/// `known`: the stage's current actions if the caller has them.
 async fn step_stage(
     conn: &mut PgConnection,
     scope: Scope<'_>,
     e: &ExecutionRow,
     decl: &PipelineDeclaration,
-    types: &mut Option<HashMap<crate::pipeline::ActionTypeId, ActionType>>,
+    seen: &mut Seen,
+    known: Option<Vec<ActionState>>,
 ) -> Result<Step, ApiError> {
+    let (account, pipeline) = (scope.account_id, scope.pipeline);
     let i = e.stage_index as usize;
     let stage = &decl.stages[i];
-    let rows = store::current_actions(conn, scope.account_id, scope.pipeline, e.execution_id, &stage.name).await?;
+    let rows = match known.filter(|k| k.iter().all(|a| a.stage_name == stage.name)) {
+        Some(rows) => rows,
+        None => store::stage_actions(conn, account, pipeline, e.execution_id, &stage.name).await?,
+    };
     let in_progress = rows.iter().any(|r| r.status == "InProgress");
     if e.status == "Stopping" {
         if in_progress {
             return Ok(Step::Idle);
         }
-        store::upsert_stage(conn, scope.account_id, scope.pipeline, e.execution_id, &stage.name, "Stopped").await?;
         let summary = e.stop_reason.clone().unwrap_or_else(|| "Stopped".into());
-        store::set_execution_status(conn, scope.account_id, scope.pipeline, e.execution_id, "Stopped", Some(&summary)).await?;
-        return Ok(Step::Left(e.stage_index));
+        let stop = Move { stage: Some((&stage.name, "Stopped")), status: Some("Stopped"), summary: Some(&summary), ..Default::default() };
+        return Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &stop).await?));
     }
     if let Some(failed) = rows.iter().find(|r| r.status == "Failed" || r.status == "Abandoned") {
         // A failing stage still lets its in-flight parallel actions finish.
         if in_progress {
             return Ok(Step::Idle);
         }
-        store::upsert_stage(conn, scope.account_id, scope.pipeline, e.execution_id, &stage.name, "Failed").await?;
         let why = failed.error_message.clone().unwrap_or_else(|| format!("Action '{}' failed", failed.action_name));
         let summary = format!("Stage '{}' failed: action '{}': {why}", stage.name, failed.action_name);
-        store::set_execution_status(conn, scope.account_id, scope.pipeline, e.execution_id, "Failed", Some(&summary)).await?;
-        return Ok(Step::Left(e.stage_index));
+        let fail = Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() };
+        return Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &fail).await?));
     }
     if in_progress {
         return Ok(Step::Idle);
     }
-    let started: HashSet<&str> = rows.iter().map(|r| r.action_name.as_str()).collect();
-    let next_order = stage.actions.iter().filter(|a| !started.contains(a.name.as_str())).map(ActionDeclaration::run_order).min();
+    let started: HashSet<String> = rows.iter().map(|r| r.action_name.clone()).collect();
+    let next_order = stage.actions.iter().filter(|a| !started.contains(&a.name)).map(ActionDeclaration::run_order).min();
     if let Some(order) = next_order {
-        // The account's action types are only needed to start actions: load
-        // them once per advance, and not at all when nothing starts.
-        if types.is_none() {
-            *types = Some(types_for_account(conn, scope.account_id, false).await?);
-        }
-        let types = types.as_ref().expect("loaded");
-        let mut everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
+        // Actions it starts see the artifacts and variables of earlier stages.
+        let mut everything = store::execution_actions(conn, account, pipeline, e.execution_id).await?;
         if let Some(target) = e.rollback_target {
             // Earlier stages' artifacts and variables come from the target.
             let earlier: HashSet<&str> = decl.stages[..i].iter().map(|s| s.name.as_str()).collect();
-            let theirs = store::execution_actions(conn, scope.account_id, scope.pipeline, target).await?;
+            let theirs = store::execution_actions(conn, account, pipeline, target).await?;
             everything.extend(theirs.into_iter().filter(|r| earlier.contains(r.stage_name.as_str())));
         }
-        for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(a.name.as_str())) {
-            start_action(conn, scope, e, decl, stage, action, types, &everything).await?;
+        let mut waits = false;
+        for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(&a.name)) {
+            waits |= start_action(conn, scope, e, decl, stage, action, seen, &everything).await? == "InProgress";
         }
-        return Ok(Step::Moved);
+        // An action that now waits for a worker or an approver keeps the
+        // stage where it is; actions that ended at once let it go on.
+        return Ok(if waits { Step::Idle } else { Step::Moved(e.clone()) });
     }
-    store::upsert_stage(conn, scope.account_id, scope.pipeline, e.execution_id, &stage.name, "Succeeded").await?;
     // A rollback re-runs one stage only.
-    if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
-        store::set_execution_status(conn, scope.account_id, scope.pipeline, e.execution_id, "Succeeded", None).await?;
+    let done = if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
+        Move { stage: Some((&stage.name, "Succeeded")), status: Some("Succeeded"), ..Default::default() }
     } else {
-        store::set_execution_position(conn, scope.account_id, scope.pipeline, e.execution_id, e.stage_index + 1, "Waiting").await?;
-    }
-    Ok(Step::Left(e.stage_index))
+        Move { stage: Some((&stage.name, "Succeeded")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
+    };
+    Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &done).await?))
 }
 
 /// Where an artifact of this execution lives in the artifact store.
@@ -351,6 +454,8 @@ fn resolve(value: &str, vars: &HashMap<String, String>) -> Result<String, String
     }
 }
 
+/// Starts one action; answers the status it starts in (InProgress when it
+/// waits for a worker or an approver).
 #[allow(clippy::too_many_arguments)]
 async fn start_action(
     conn: &mut PgConnection,
@@ -359,9 +464,9 @@ async fn start_action(
     decl: &PipelineDeclaration,
     stage: &StageDeclaration,
     action: &ActionDeclaration,
-    types: &HashMap<crate::pipeline::ActionTypeId, ActionType>,
+    seen: &mut Seen,
     everything: &[ActionRow],
-) -> Result<(), ApiError> {
+) -> Result<&'static str, ApiError> {
     let action_execution_id = Uuid::new_v4();
     let id = &action.action_type_id;
 
@@ -455,6 +560,7 @@ async fn start_action(
         output,
         approval_token: None,
         timeout_at: None,
+        revision: None,
     };
 
     // A source action with a known revision succeeds at once with it.
@@ -472,9 +578,9 @@ async fn start_action(
             new.status = "Succeeded";
             let revision_id = revision["revisionId"].as_str().unwrap_or_default().to_owned();
             new.output["executionResult"] = json!({"externalExecutionId": revision_id, "externalExecutionSummary": format!("Revision {revision_id}")});
+            new.revision = Some(revision);
             store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-            store::update_action_revision(conn, scope.account_id, action_execution_id, &revision).await?;
-            return Ok(());
+            return Ok("Succeeded");
         }
     }
 
@@ -486,7 +592,7 @@ async fn start_action(
         let minutes = action.timeout_in_minutes.map(i64::from).unwrap_or(DEFAULT_APPROVAL_MINUTES);
         new.timeout_at = Some(Utc::now() + Duration::minutes(minutes));
         store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-        return Ok(());
+        return Ok("InProgress");
     }
     let runs_as_job = (id.owner == "Custom" || id.owner == "ThirdParty") && action_types::find_builtin(id).is_none();
     if !runs_as_job {
@@ -497,7 +603,7 @@ async fn start_action(
         };
         return insert_failed(conn, scope, new, "JobFailed", message).await;
     }
-    let Some(t) = types.get(id) else {
+    let Some(t) = seen.action_type(conn, scope, id).await? else {
         return insert_failed(conn, scope, new, "ConfigurationError", format!("{id} has been deleted; the action cannot run")).await;
     };
     store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
@@ -534,15 +640,15 @@ async fn start_action(
         },
     )
     .await?;
-    Ok(())
+    Ok("InProgress")
 }
 
-async fn insert_failed(conn: &mut PgConnection, scope: Scope<'_>, mut new: NewAction<'_>, code: &str, message: String) -> Result<(), ApiError> {
+async fn insert_failed(conn: &mut PgConnection, scope: Scope<'_>, mut new: NewAction<'_>, code: &str, message: String) -> Result<&'static str, ApiError> {
     new.status = "InProgress";
     store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
     let update = ActionUpdate { status: Some("Failed"), error_code: Some(code), error_message: Some(&message), ..Default::default() };
     store::update_action(conn, scope.account_id, new.action_execution_id, &update).await?;
-    Ok(())
+    Ok("Failed")
 }
 
 /// Finishes (or updates) an in-progress action and lets the pipeline move
@@ -553,10 +659,11 @@ pub async fn complete_action(
     action_execution_id: Uuid,
     update: &ActionUpdate<'_>,
 ) -> Result<bool, ApiError> {
-    let Some(execution) = store::update_action_of(conn, scope.account_id, action_execution_id, update).await? else {
+    let Some(completed) = store::update_action_of(conn, scope.account_id, action_execution_id, update).await? else {
         return Ok(false);
     };
-    advance(conn, scope, vec![execution]).await?;
+    let (row, stage) = completed.stage_actions();
+    run(conn, scope, VecDeque::from([Pending { id: row.execution_id, row: Some(row), stage: Some(stage) }])).await?;
     Ok(true)
 }
 
@@ -566,21 +673,15 @@ pub async fn cancel_active(conn: &mut PgConnection, scope: Scope<'_>) -> Result<
     for e in store::active_executions(conn, scope.account_id, scope.pipeline).await? {
         let abandoned = store::abandon_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
         jobs::fail_jobs_of(conn, scope.account_id, &abandoned).await?;
-        if e.stage_phase == "Running" {
-            let decl = declaration(conn, scope, e.pipeline_version).await?;
-            if let Some(stage) = decl.stages.get(e.stage_index as usize) {
-                store::upsert_stage(conn, scope.account_id, scope.pipeline, e.execution_id, &stage.name, "Cancelled").await?;
-            }
-        }
-        store::set_execution_status(
-            conn,
-            scope.account_id,
-            scope.pipeline,
-            e.execution_id,
-            "Cancelled",
-            Some("The pipeline's definition was updated before the execution could complete"),
-        )
-        .await?;
+        let decl = declaration(conn, scope, e.pipeline_version).await?;
+        let running = decl.stages.get(e.stage_index as usize).filter(|_| e.stage_phase == "Running");
+        let cancel = Move {
+            stage: running.map(|stage| (stage.name.as_str(), "Cancelled")),
+            status: Some("Cancelled"),
+            summary: Some("The pipeline's definition was updated before the execution could complete"),
+            ..Default::default()
+        };
+        store::move_execution(conn, scope.account_id, scope.pipeline, e.execution_id, &cancel).await?;
     }
     Ok(())
 }

@@ -57,16 +57,16 @@ async fn time_out(
     message: &str,
 ) -> anyhow::Result<()> {
     let mut tx = app.pool.begin().await?;
-    if store::lock_pipeline(&mut tx, account_id, pipeline).await?.is_none() {
+    let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
-    }
+    };
     if let Some(job_id) = job_id {
         // Another sweeper or the worker's own result got there first.
         if !jobs::finish(&mut tx, account_id, job_id, "TimedOut").await? {
             return Ok(());
         }
     }
-    let scope = Scope { account_id, region: &app.config.region, pipeline };
+    let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations };
     let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
     super::complete_action(&mut tx, scope, action_execution_id, &update).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;

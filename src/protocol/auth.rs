@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use chrono::Utc;
 
 use super::error::{ApiError, ErrorCode};
+use super::keys::Key;
 use super::sigv4::{self, SigV4Error};
 use crate::App;
 use crate::store::accounts;
@@ -25,14 +26,23 @@ pub async fn authenticate(app: &App, method: &Method, uri: &Uri, headers: &Heade
     let header = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let auth = sigv4::parse_authorization(header).map_err(signature_error)?;
     let access_key_id = auth.credential.access_key_id.clone();
-    let Some((account_id, sealed)) = accounts::find_access_key(&app.pool, &access_key_id).await? else {
-        return Err(ApiError::new(
-            ErrorCode::UnrecognizedClientException,
-            "The security token included in the request is invalid.",
-        ));
+    let key = match app.keys.get(&access_key_id) {
+        Some(key) => key,
+        None => {
+            let read_at = app.keys.epoch();
+            let Some((account_id, sealed)) = accounts::find_access_key(&app.pool, &access_key_id).await? else {
+                return Err(ApiError::new(
+                    ErrorCode::UnrecognizedClientException,
+                    "The security token included in the request is invalid.",
+                ));
+            };
+            let secret = app.secrets.open(&sealed, access_key_id.as_bytes())?;
+            let secret = String::from_utf8(secret).map_err(|_| ApiError::internal(anyhow::anyhow!("stored secret is not UTF-8")))?;
+            let key = Key { account_id, secret: secret.into() };
+            app.keys.put(&access_key_id, key.clone(), read_at);
+            key
+        }
     };
-    let secret = app.secrets.open(&sealed, access_key_id.as_bytes())?;
-    let secret = String::from_utf8(secret).map_err(|_| ApiError::internal(anyhow::anyhow!("stored secret is not UTF-8")))?;
     let request = sigv4::Request {
         method: method.as_str(),
         path: uri.path(),
@@ -40,8 +50,8 @@ pub async fn authenticate(app: &App, method: &Method, uri: &Uri, headers: &Heade
         headers,
         body,
     };
-    sigv4::verify(&request, &auth, &secret, &app.config.region, SERVICE, Utc::now()).map_err(signature_error)?;
-    Ok(Caller { account_id, access_key_id })
+    sigv4::verify(&request, &auth, &key.secret, &app.config.region, SERVICE, Utc::now()).map_err(signature_error)?;
+    Ok(Caller { account_id: key.account_id, access_key_id })
 }
 
 fn signature_error(e: SigV4Error) -> ApiError {

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod keys;
 pub mod model;
 pub mod sigv4;
 pub mod target;

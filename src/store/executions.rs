@@ -7,15 +7,22 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Locks the pipeline row; returns its current version, or None if absent.
-pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<Option<i32>, sqlx::Error> {
-    let row: Option<(i32,)> =
-        sqlx::query_as("select current_version from pipeline where account_id = $1 and name = $2 for update")
-            .bind(account_id)
-            .bind(name)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|r| r.0))
+/// A pipeline whose row this transaction has locked.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct LockedPipeline {
+    pub current_version: i32,
+    /// Changes when the name is deleted and created again: with a version,
+    /// it names one declaration for good (the engine caches them by it).
+    pub generation: Uuid,
+}
+
+/// Locks the pipeline row; None if there is no such pipeline.
+pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<Option<LockedPipeline>, sqlx::Error> {
+    sqlx::query_as("select current_version, generation from pipeline where account_id = $1 and name = $2 for update")
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -57,12 +64,12 @@ pub struct NewExecution<'a> {
     pub rollback: Option<(Uuid, i32)>,
 }
 
-pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<ExecutionRow, sqlx::Error> {
+    sqlx::query_as(&format!(
         "insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
          trigger_type, trigger_detail, variables, source_overrides, client_request_token, execution_type, rollback_target, stage_index) \
-         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
+         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13) returning {EXECUTION_COLUMNS}"
+    ))
     .bind(account_id)
     .bind(pipeline)
     .bind(e.execution_id)
@@ -76,9 +83,8 @@ pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipelin
     .bind(if e.rollback.is_some() { "ROLLBACK" } else { "STANDARD" })
     .bind(e.rollback.map(|r| r.0))
     .bind(e.rollback.map(|r| r.1).unwrap_or(0))
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
 pub async fn execution_by_token(
@@ -146,6 +152,43 @@ pub async fn list_executions(
     .await
 }
 
+/// What one engine step does to an execution; all of it in one statement.
+#[derive(Default)]
+pub struct Move<'a> {
+    /// (stage name, status) to record for the stage.
+    pub stage: Option<(&'a str, &'a str)>,
+    /// A final status sets the phase to Done.
+    pub status: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    /// (stage index, phase) the execution is at next.
+    pub position: Option<(i32, &'a str)>,
+}
+
+pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, m: &Move<'_>) -> Result<ExecutionRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "with stage as ( \
+            insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) \
+            select $1, $2, $3, $4, $5 where $4::text is not null \
+            on conflict (account_id, pipeline_name, execution_id, stage_name) do update set status = excluded.status, updated_at = now()) \
+         update pipeline_execution set status = coalesce($6, status), status_summary = coalesce($7, status_summary), \
+            stage_index = coalesce($8, stage_index), \
+            stage_phase = case when coalesce($6, status) in ('InProgress', 'Stopping') then coalesce($9, stage_phase) else 'Done' end, \
+            updated_at = now() \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 returning {EXECUTION_COLUMNS}"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(m.stage.map(|s| s.0))
+    .bind(m.stage.map(|s| s.1))
+    .bind(m.status)
+    .bind(m.summary)
+    .bind(m.position.map(|p| p.0))
+    .bind(m.position.map(|p| p.1))
+    .fetch_one(conn)
+    .await
+}
+
 pub async fn set_execution_status(
     conn: &mut PgConnection,
     account_id: &str,
@@ -153,42 +196,8 @@ pub async fn set_execution_status(
     id: Uuid,
     status: &str,
     summary: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update pipeline_execution set status = $4, status_summary = coalesce($5, status_summary), updated_at = now(), \
-         stage_phase = case when $4 in ('InProgress', 'Stopping') then stage_phase else 'Done' end \
-         where account_id = $1 and pipeline_name = $2 and execution_id = $3",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(id)
-    .bind(status)
-    .bind(summary)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn set_execution_position(
-    conn: &mut PgConnection,
-    account_id: &str,
-    pipeline: &str,
-    id: Uuid,
-    stage_index: i32,
-    phase: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update pipeline_execution set stage_index = $4, stage_phase = $5, updated_at = now() \
-         where account_id = $1 and pipeline_name = $2 and execution_id = $3",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(id)
-    .bind(stage_index)
-    .bind(phase)
-    .execute(conn)
-    .await?;
-    Ok(())
+) -> Result<ExecutionRow, sqlx::Error> {
+    move_execution(conn, account_id, pipeline, id, &Move { status: Some(status), summary, ..Default::default() }).await
 }
 
 pub async fn set_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, reason: Option<&str>, abandon: bool) -> Result<(), sqlx::Error> {
@@ -201,21 +210,6 @@ pub async fn set_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str,
     .bind(id)
     .bind(reason)
     .bind(abandon)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-pub async fn upsert_stage(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str, status: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) values ($1, $2, $3, $4, $5) \
-         on conflict (account_id, pipeline_name, execution_id, stage_name) do update set status = excluded.status, updated_at = now()",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(id)
-    .bind(stage)
-    .bind(status)
     .execute(conn)
     .await?;
     Ok(())
@@ -296,24 +290,18 @@ pub struct NewAction<'a> {
     pub output: Value,
     pub approval_token: Option<Uuid>,
     pub timeout_at: Option<DateTime<Utc>>,
+    /// The source revision a source action succeeded with at once.
+    pub revision: Option<Value>,
 }
 
+/// Inserts the current attempt of an action; an earlier one becomes history.
 pub async fn insert_action(conn: &mut PgConnection, account_id: &str, pipeline: &str, a: &NewAction<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "update action_execution set current = false \
-         where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4 and action_name = $5 and current",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(a.execution_id)
-    .bind(a.stage_name)
-    .bind(a.action_name)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
-         action_name, run_order, status, input, output, approval_token, timeout_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "with earlier as (update action_execution set current = false \
+            where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $6 and action_name = $7 and current) \
+         insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
+         action_name, run_order, status, input, output, approval_token, timeout_at, revision) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(account_id)
     .bind(pipeline)
@@ -328,23 +316,24 @@ pub async fn insert_action(conn: &mut PgConnection, account_id: &str, pipeline: 
     .bind(&a.output)
     .bind(a.approval_token)
     .bind(a.timeout_at)
+    .bind(&a.revision)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The current attempt of every action of an execution's stage.
-pub async fn current_actions(
+/// Where the current attempt of every action of an execution's stage stands.
+pub async fn stage_actions(
     conn: &mut PgConnection,
     account_id: &str,
     pipeline: &str,
     execution_id: Uuid,
     stage: &str,
-) -> Result<Vec<ActionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {ACTION_COLUMNS} from action_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 \
-         and stage_name = $4 and current order by seq"
-    ))
+) -> Result<Vec<ActionState>, sqlx::Error> {
+    sqlx::query_as(
+        "select stage_name, action_name, status, error_message from action_execution \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4 and current order by seq",
+    )
     .bind(account_id)
     .bind(pipeline)
     .bind(execution_id)
@@ -423,21 +412,33 @@ pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_exe
 }
 
 /// [`update_action`], answering the execution the action belongs to (None
-/// when the action was not InProgress), which saves the engine a lookup.
+/// when the action was not InProgress).
 pub async fn update_action_of(
     conn: &mut PgConnection,
     account_id: &str,
     action_execution_id: Uuid,
     u: &ActionUpdate<'_>,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    let row: Option<(Uuid,)> = sqlx::query_as(
-        "update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
-         external_execution_id = coalesce($5, external_execution_id), external_execution_url = coalesce($6, external_execution_url), \
-         percent_complete = coalesce($7, percent_complete), error_code = coalesce($8, error_code), \
-         error_message = coalesce($9, error_message), updated_by = coalesce($10, updated_by), revision = coalesce($11, revision), \
-         output = output || coalesce($12, '{}'::jsonb), updated_at = now() \
-         where account_id = $1 and action_execution_id = $2 and status = 'InProgress' returning execution_id",
-    )
+) -> Result<Option<Completed>, sqlx::Error> {
+    // The stage's other current actions come from the statement's snapshot,
+    // which this update does not change; the updated one from RETURNING.
+    sqlx::query_as(&format!(
+        "with a as (update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
+            external_execution_id = coalesce($5, external_execution_id), external_execution_url = coalesce($6, external_execution_url), \
+            percent_complete = coalesce($7, percent_complete), error_code = coalesce($8, error_code), \
+            error_message = coalesce($9, error_message), updated_by = coalesce($10, updated_by), revision = coalesce($11, revision), \
+            output = output || coalesce($12, '{{}}'::jsonb), updated_at = now() \
+            where account_id = $1 and action_execution_id = $2 and status = 'InProgress' \
+            returning pipeline_name, execution_id, stage_name, action_name, status, error_message) \
+         select {}, \
+            (select coalesce(jsonb_agg(jsonb_build_object('stage_name', o.stage_name, 'action_name', o.action_name, 'status', o.status, \
+                                                          'error_message', o.error_message)), '[]') \
+             from action_execution o where o.account_id = $1 and o.pipeline_name = a.pipeline_name \
+             and o.execution_id = a.execution_id and o.stage_name = a.stage_name and o.current and o.action_execution_id <> $2) as others, \
+            a.stage_name as done_stage_name, a.action_name as done_action_name, a.status as done_status, a.error_message as done_error_message \
+         from a join pipeline_execution e \
+         on e.account_id = $1 and e.pipeline_name = a.pipeline_name and e.execution_id = a.execution_id",
+        EXECUTION_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
+    ))
     .bind(account_id)
     .bind(action_execution_id)
     .bind(u.status)
@@ -451,18 +452,47 @@ pub async fn update_action_of(
     .bind(&u.revision)
     .bind(&u.output)
     .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.0))
+    .await
 }
 
-pub async fn update_action_revision(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, revision: &Value) -> Result<(), sqlx::Error> {
-    sqlx::query("update action_execution set revision = $3 where account_id = $1 and action_execution_id = $2")
-        .bind(account_id)
-        .bind(action_execution_id)
-        .bind(revision)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Where an action stands, as the engine decides a stage's next step.
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
+pub struct ActionState {
+    pub stage_name: String,
+    pub action_name: String,
+    pub status: String,
+    pub error_message: Option<String>,
+}
+
+impl From<&ActionRow> for ActionState {
+    fn from(r: &ActionRow) -> Self {
+        ActionState { stage_name: r.stage_name.clone(), action_name: r.action_name.clone(), status: r.status.clone(), error_message: r.error_message.clone() }
+    }
+}
+
+/// An action just updated, its execution, and the other current actions of its stage.
+#[derive(sqlx::FromRow)]
+pub struct Completed {
+    #[sqlx(flatten)]
+    pub execution: ExecutionRow,
+    others: sqlx::types::Json<Vec<ActionState>>,
+    #[sqlx(rename = "done_stage_name")]
+    stage_name: String,
+    #[sqlx(rename = "done_action_name")]
+    action_name: String,
+    #[sqlx(rename = "done_status")]
+    status: String,
+    #[sqlx(rename = "done_error_message")]
+    error_message: Option<String>,
+}
+
+impl Completed {
+    /// The current actions of the updated action's stage, as they are now.
+    pub fn stage_actions(self) -> (ExecutionRow, Vec<ActionState>) {
+        let mut all = self.others.0;
+        all.push(ActionState { stage_name: self.stage_name, action_name: self.action_name, status: self.status, error_message: self.error_message });
+        (self.execution, all)
+    }
 }
 
 /// Active executions waiting to enter the stage with this index, oldest first.

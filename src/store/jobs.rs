@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::pipeline::ActionTypeId;
+use crate::store::executions::LockedPipeline;
 
 pub struct NewJob<'a> {
     pub job_id: Uuid,
@@ -93,17 +94,41 @@ pub struct JobRow {
     pub nonce: Option<String>,
     pub data: Value,
     pub timeout_at: Option<DateTime<Utc>>,
+    pub query_value: Option<String>,
 }
 
 pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as(
-        "select job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, status, nonce, data, timeout_at \
-         from job where account_id = $1 and job_id = $2",
+        "select job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, status, nonce, data, timeout_at, \
+         query_value from job where account_id = $1 and job_id = $2",
     )
     .bind(account_id)
     .bind(job_id)
     .fetch_optional(conn)
     .await
+}
+
+/// Reads a job and locks its pipeline's row (see `executions::lock_pipeline`)
+/// in one round trip: what a worker's result needs before it changes anything.
+pub async fn lock_job(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<LockedJob>, sqlx::Error> {
+    sqlx::query_as(
+        "select j.job_id, j.account_id, j.pipeline_name, j.execution_id, j.action_execution_id, j.owner, j.status, j.nonce, j.data, \
+                j.timeout_at, j.query_value, p.current_version, p.generation \
+         from job j join pipeline p on p.account_id = j.account_id and p.name = j.pipeline_name \
+         where j.account_id = $1 and j.job_id = $2 for update of p",
+    )
+    .bind(account_id)
+    .bind(job_id)
+    .fetch_optional(conn)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+pub struct LockedJob {
+    #[sqlx(flatten)]
+    pub job: JobRow,
+    #[sqlx(flatten)]
+    pub pipeline: LockedPipeline,
 }
 
 /// Dispatched → InProgress for the holder of the nonce.
@@ -203,14 +228,6 @@ pub async fn overdue(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) ->
     .bind(limit)
     .fetch_all(conn)
     .await
-}
-
-pub async fn query_value_of(conn: &mut PgConnection, job_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(Option<String>,)> = sqlx::query_as("select query_value from job where job_id = $1")
-        .bind(job_id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(row.and_then(|r| r.0))
 }
 
 /// (pipeline, action execution) of the account's queued jobs of one type,

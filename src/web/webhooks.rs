@@ -320,14 +320,13 @@ impl Endpoint {
         let account = hook.account_id.as_str();
         let pipeline = hook.target_pipeline.as_str();
         let mut tx = self.app.pool.begin().await?;
-        let Some(version) = executions::lock_pipeline(&mut tx, account, pipeline).await? else {
+        let Some(locked) = executions::lock_pipeline(&mut tx, account, pipeline).await? else {
             drop(tx);
             return Err(self.target_error(hook, "PipelineNotFound", pipeline_gone(hook)).await);
         };
-        let row = pipelines::get(&mut tx, account, pipeline, Some(version))
-            .await?
-            .ok_or_else(|| Answer::internal(format!("pipeline {pipeline} version {version} vanished")))?;
-        let decl = declaration(row.declaration)?;
+        let version = locked.current_version;
+        let scope = Scope { account_id: account, region: &self.app.config.region, pipeline, generation: locked.generation, declarations: &self.app.declarations };
+        let decl = engine::declaration(&mut tx, scope, version).await.map_err(|e| Answer::internal(e.message))?;
         // Updated since the filters were checked: check them again.
         if version != checked_version {
             let Some(action) = target_action(&decl, &hook.target_action) else {
@@ -363,7 +362,6 @@ impl Endpoint {
             account_id: account.to_owned(),
             resource: Resource::Webhook { name: hook.name.clone() },
         };
-        let scope = Scope { account_id: account, region: &self.app.config.region, pipeline };
         let execution = match engine::start_execution(&mut tx, scope, version, Start::triggered_by("Webhook", Some(arn.to_string()))).await {
             Ok(id) => id,
             Err(e) if e.source.is_some() => return Err(Answer::internal(format!("{}: {:?}", e.message, e.source))),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use millrace::config::Config;
 
 use crate::helpers::{TestServer, error_code, error_message, raw_post, signed_headers};
 
@@ -74,12 +75,29 @@ async fn a_signature_for_another_region_is_refused() {
 }
 
 #[tokio::test]
-async fn a_deleted_access_key_stops_working() {
-    let server = TestServer::start().await;
-    let account = server.account("a").await;
-    server.client(&account).list_pipelines().send().await.unwrap();
-    let mut conn = server.pool.acquire().await.unwrap();
+async fn a_deleted_access_key_stops_working_on_every_replica() {
+    let one = TestServer::start().await;
+    let two = TestServer::start_full(one.database_url.clone(), one.master_key.clone(), Config::for_tests()).await;
+    let account = one.account("a").await;
+    // Servers keep verified keys in memory: use the key on both until
+    // their caches are listening and hold it.
+    for _ in 0..20 {
+        one.client(&account).list_pipelines().send().await.unwrap();
+        two.client(&account).list_pipelines().send().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut conn = one.pool.acquire().await.unwrap();
     millrace::store::accounts::delete_access_key(&mut conn, &account.access_key_id).await.unwrap();
-    let err = server.client(&account).list_pipelines().send().await.unwrap_err();
-    assert_eq!(error_code(&err), "UnrecognizedClientException");
+    // Revocation reaches the other replicas by NOTIFY, within milliseconds.
+    for server in [&one, &two] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let err = loop {
+            match server.client(&account).list_pipelines().send().await {
+                Err(err) => break err,
+                Ok(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(5)).await,
+                Ok(_) => panic!("a deleted access key still works after 5 s"),
+            }
+        };
+        assert_eq!(error_code(&err), "UnrecognizedClientException");
+    }
 }

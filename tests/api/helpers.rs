@@ -182,7 +182,7 @@ impl TestServer {
         // Small pools: several test servers share one PostgreSQL (100 connections).
         let pool = millrace::store::connect(&database_url, 8).await.expect("connecting and migrating");
         let secrets = SecretBox::from_base64(&master_key).unwrap();
-        let app = App { pool: pool.clone(), secrets: secrets.clone(), config };
+        let app = App::new(pool.clone(), secrets.clone(), config);
         let server = Server::bind(app).await.expect("binding 127.0.0.1:0");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel::<()>();

@@ -291,11 +291,18 @@ async fn a_connection_killed_mid_transaction_leaves_the_state_as_it_was() {
 
     let mut tx = server.pool.begin().await.unwrap();
     let (pid,): (i32,) = sqlx::query_as("select pg_backend_pid()").fetch_one(&mut *tx).await.unwrap();
-    let scope = millrace::engine::Scope { account_id: &account.account_id, region: "us-east-1", pipeline: "p" };
-    let version = millrace::store::executions::lock_pipeline(&mut tx, &account.account_id, "p").await.unwrap().unwrap();
+    let locked = millrace::store::executions::lock_pipeline(&mut tx, &account.account_id, "p").await.unwrap().unwrap();
+    let declarations = millrace::engine::Declarations::default();
+    let scope = millrace::engine::Scope {
+        account_id: &account.account_id,
+        region: "us-east-1",
+        pipeline: "p",
+        generation: locked.generation,
+        declarations: &declarations,
+    };
     let mut start = millrace::engine::Start::triggered_by("StartPipelineExecution", None);
     start.source_overrides = vec![serde_json::json!({"actionName": "Checkout", "revisionType": "COMMIT_ID", "revisionValue": "r"})];
-    millrace::engine::start_execution(&mut tx, scope, version, start).await.unwrap();
+    millrace::engine::start_execution(&mut tx, scope, locked.current_version, start).await.unwrap();
     // The engine wrote an execution, its actions and a job; now the
     // connection dies before the commit.
     sqlx::query("select pg_terminate_backend($1)").bind(pid).execute(&server.pool).await.unwrap();
