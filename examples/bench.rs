@@ -41,6 +41,8 @@ struct Args {
     batch: i32,
     duration: Duration,
     pipelines: usize,
+    /// Parallel Work actions per execution: one job each.
+    actions: usize,
     feeders: usize,
     seed_finished: i64,
     prefill: i64,
@@ -53,7 +55,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--feeders 8] \
+        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--actions 1] [--feeders 8] \
          [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL] [--data-dir DIR] [--keep] [--log]"
     );
     std::process::exit(2)
@@ -66,6 +68,7 @@ fn parse_args() -> Args {
         batch: 1,
         duration: Duration::from_secs(60),
         pipelines: 64,
+        actions: 1,
         feeders: 8,
         seed_finished: 0,
         prefill: 0,
@@ -83,6 +86,7 @@ fn parse_args() -> Args {
             "--batch" => a.batch = value().parse().unwrap_or_else(|_| usage()),
             "--duration-secs" => a.duration = Duration::from_secs(value().parse().unwrap_or_else(|_| usage())),
             "--pipelines" => a.pipelines = value().parse().unwrap_or_else(|_| usage()),
+            "--actions" => a.actions = value().parse().unwrap_or_else(|_| usage()),
             "--feeders" => a.feeders = value().parse().unwrap_or_else(|_| usage()),
             "--seed-finished" => a.seed_finished = value().parse().unwrap_or_else(|_| usage()),
             "--prefill" => a.prefill = value().parse().unwrap_or_else(|_| usage()),
@@ -94,7 +98,7 @@ fn parse_args() -> Args {
             _ => usage(),
         }
     }
-    if a.workers == 0 || !(1..=100).contains(&a.batch) || a.pipelines == 0 {
+    if a.workers == 0 || !(1..=100).contains(&a.batch) || a.pipelines == 0 || !(1..=50).contains(&a.actions) {
         usage();
     }
     a
@@ -210,7 +214,7 @@ async fn worker(client: Client, shared: Arc<Shared>, batch: i32) -> WorkerStats 
 
 /// Keeps at least `low` jobs queued by starting executions (one Work job each),
 /// spread round-robin over the pipelines.
-async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>, me: usize) -> Samples {
+async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>, actions: usize, me: usize) -> Samples {
     let mut samples = Samples::default();
     let mut n = me;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -230,7 +234,7 @@ async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>
         match client.start_pipeline_execution().name(pipeline).source_revisions(revision).send().await {
             Ok(_) => {
                 samples.add(t.elapsed());
-                shared.queued.fetch_add(1, Ordering::Relaxed);
+                shared.queued.fetch_add(actions as i64, Ordering::Relaxed);
                 shared.started.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => note_error(&shared, "StartPipelineExecution", e),
@@ -239,17 +243,21 @@ async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>
     samples
 }
 
-async fn create_pipeline(client: &Client, name: &str) -> anyhow::Result<()> {
+async fn create_pipeline(client: &Client, name: &str, actions: usize) -> anyhow::Result<()> {
     let source = ActionDeclaration::builder()
         .name("Checkout")
         .action_type_id(source_type())
         .output_artifacts(OutputArtifact::builder().name("code").build()?)
         .build()?;
-    let work = ActionDeclaration::builder()
-        .name("Work")
-        .action_type_id(worker_type())
-        .input_artifacts(InputArtifact::builder().name("code").build()?)
-        .build()?;
+    let work = (0..actions)
+        .map(|i| {
+            ActionDeclaration::builder()
+                .name(if actions == 1 { "Work".to_owned() } else { format!("Work{i}") })
+                .action_type_id(worker_type())
+                .input_artifacts(InputArtifact::builder().name("code").build()?)
+                .build()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let p = PipelineDeclaration::builder()
         .name(name)
         .role_arn("arn:aws:iam::123456789012:role/pipeline")
@@ -257,7 +265,7 @@ async fn create_pipeline(client: &Client, name: &str) -> anyhow::Result<()> {
         .execution_mode(ExecutionMode::Parallel)
         .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build()?)
         .stages(StageDeclaration::builder().name("Source").actions(source).build()?)
-        .stages(StageDeclaration::builder().name("Work").actions(work).build()?)
+        .stages(StageDeclaration::builder().name("Work").set_actions(Some(work)).build()?)
         .build()?;
     client.create_pipeline().pipeline(p).send().await?;
     Ok(())
@@ -403,7 +411,7 @@ async fn main() -> anyhow::Result<()> {
         let mut conn = pool.acquire().await?;
         accounts::create_account(&mut conn, &secrets, "bench", None).await?
     };
-    let app = App { pool: pool.clone(), secrets, config: Config::for_tests() };
+    let app = App::new(pool.clone(), secrets, Config::for_tests());
     let sweep = app.config.sweep_interval;
     let server = Server::bind(app).await?;
     let endpoint = format!("http://{}", server.local_addr());
@@ -428,10 +436,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let names: Vec<String> = (0..args.pipelines).map(|i| format!("bench-{i}")).collect();
     for name in &names {
-        create_pipeline(&client, name).await?;
+        create_pipeline(&client, name, args.actions).await?;
     }
     drain(&client, source_type(), names.len()).await?;
-    drain(&client, worker_type(), names.len()).await?;
+    drain(&client, worker_type(), names.len() * args.actions).await?;
     if args.seed_finished > 0 {
         seed_finished(&pool, &key.account_id, &names[0], args.seed_finished).await?;
     }
@@ -450,7 +458,7 @@ async fn main() -> anyhow::Result<()> {
     let mut feeders = Vec::new();
     if !args.empty {
         for i in 0..args.feeders {
-            feeders.push(tokio::spawn(feeder(client.clone(), shared.clone(), names.clone(), i)));
+            feeders.push(tokio::spawn(feeder(client.clone(), shared.clone(), names.clone(), args.actions, i)));
         }
         // Fill the queue before the clock starts.
         let fill = Instant::now();
@@ -462,18 +470,23 @@ async fn main() -> anyhow::Result<()> {
             println!("prefilled {} jobs in {:.1} s", shared.queued.load(Ordering::Relaxed), fill.elapsed().as_secs_f64());
         }
         shared.target.store(low, Ordering::Relaxed);
+        // Statistics as a server that has run for a while has them (autovacuum
+        // analyzes within a minute); plans made while the tables were empty
+        // would otherwise last the whole of a short run.
+        sqlx::query("analyze").execute(&pool).await?;
         shared.started.store(0, Ordering::Relaxed);
     }
 
     println!("machine: {}", machine());
     println!("database: {}", pg_settings(&pool).await?);
     println!(
-        "settings: workers={} maxBatchSize={} duration={}s pipelines={} (V2 PARALLEL) feeders={} queue target>={} prefill={} seed_finished={} empty={} \
+        "settings: workers={} maxBatchSize={} duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} \
          server pool=32 connections, sweeper every {}ms, client and server in one process (tokio multi-thread, {} threads)",
         args.workers,
         args.batch,
         args.duration.as_secs(),
         names.len(),
+        args.actions,
         if args.empty { 0 } else { args.feeders },
         if args.empty { 0 } else { low },
         args.prefill,
@@ -556,8 +569,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     if stats_on {
         let lifecycles = done.max(1) as f64;
-        let rows: Vec<(i64, f64, f64, String)> = sqlx::query_as(
-            "select calls, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+        let rows: Vec<(i64, f64, f64, f64, String)> = sqlx::query_as(
+            "select calls, total_exec_time, mean_exec_time, shared_blks_hit::float8 / greatest(calls, 1), \
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
              from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) \
              order by total_exec_time desc limit 25",
         )
@@ -570,10 +584,10 @@ async fn main() -> anyhow::Result<()> {
         .fetch_one(&pool)
         .await?;
         println!("pg_stat_statements during the run: {calls} statements ({:.1} per lifecycle), {:.0} ms executing ({:.2} ms per lifecycle)", calls as f64 / lifecycles, total, total / lifecycles);
-        println!("| calls/lifecycle | total ms | mean ms | statement |");
-        println!("|---:|---:|---:|---|");
-        for (c, t, m, q) in rows {
-            println!("| {:.2} | {:.0} | {:.3} | `{}` |", c as f64 / lifecycles, t, m, q.replace('|', "\\|"));
+        println!("| calls/lifecycle | total ms | mean ms | buffers/call | statement |");
+        println!("|---:|---:|---:|---:|---|");
+        for (c, t, m, b, q) in rows {
+            println!("| {:.2} | {:.0} | {:.3} | {:.1} | `{}` |", c as f64 / lifecycles, t, m, b, q.replace('|', "\\|"));
         }
         println!();
     }
