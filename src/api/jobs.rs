@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use super::{Cx, Empty};
 use crate::api::executions::parse_timestamp;
-use crate::engine;
+use crate::engine::{self, Ended};
 use crate::pipeline::ActionTypeId;
+use crate::pipeline::action_types::ActionType;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::executions::{self as executions, ActionUpdate};
 use crate::store::jobs::{self, JobRow, LockedJob};
@@ -46,7 +47,13 @@ fn type_not_found(id: &ActionTypeId) -> ApiError {
 /// match jobs against.
 pub async fn check_poll(cx: &Cx, id: &ActionTypeId, owner: &str, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
     let row = pollable_type(cx, id, owner).await?;
-    match (row.definition.0.queryable_property(), query_param.len()) {
+    query_value(&row.definition.0, query_param)
+}
+
+/// The value jobs must have for a poll with `query_param` of type `t`.
+fn query_value(t: &ActionType, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+    let id = &t.id;
+    match (t.queryable_property(), query_param.len()) {
         (None, 0) => Ok(None),
         (None, _) => Err(ApiError::validation(format!("{id} has no queryable property, so queryParam must be empty"))),
         (Some(p), 1) => query_param
@@ -58,14 +65,16 @@ pub async fn check_poll(cx: &Cx, id: &ActionTypeId, owner: &str, query_param: &B
     }
 }
 
+fn wrong_owner(id: &ActionTypeId, owner: &str) -> ApiError {
+    ApiError::validation(format!("Jobs of {id} cannot be polled here: only action types owned by {owner} have jobs for this call"))
+}
+
 /// The live type of this account with the given owner whose jobs a poll
 /// asks for: ValidationException for another owner,
 /// ActionTypeNotFoundException for an unknown or deleted type.
 pub async fn pollable_type(cx: &Cx, id: &ActionTypeId, owner: &str) -> Result<ActionTypeRow, ApiError> {
     if id.owner != owner {
-        return Err(ApiError::validation(format!(
-            "Jobs of {id} cannot be polled here: only action types owned by {owner} have jobs for this call"
-        )));
+        return Err(wrong_owner(id, owner));
     }
     let mut conn = cx.pool().acquire().await?;
     type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))
@@ -73,10 +82,24 @@ pub async fn pollable_type(cx: &Cx, id: &ActionTypeId, owner: &str) -> Result<Ac
 
 /// Errors: ValidationException, ActionTypeNotFoundException.
 pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJobsOutput, ApiError> {
-    let query_value = check_poll(&cx, &input.action_type_id, "Custom", &input.query_param).await?;
+    let id = &input.action_type_id;
+    if id.owner != "Custom" {
+        return Err(wrong_owner(id, "Custom"));
+    }
+    if input.query_param.len() > 1 {
+        // Never valid: the type only decides which error.
+        let row = pollable_type(&cx, id, "Custom").await?;
+        return Err(query_value(&row.definition.0, &input.query_param).expect_err("more than one queryParam never fits"));
+    }
+    // One statement reads the type and claims if the queryParam fits it;
+    // otherwise the type says what is wrong, and nothing was claimed.
+    let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
     let mut conn = cx.pool().acquire().await?;
-    let claimed = jobs::claim(&mut conn, &cx.account_id, &input.action_type_id, query_value.as_deref(), input.max_batch_size.unwrap_or(1)).await?;
-    let jobs = claimed
+    let polled = jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1)).await?;
+    let t = polled.action_type.ok_or_else(|| type_not_found(id))?;
+    query_value(&t, &input.query_param)?;
+    let jobs = polled
+        .jobs
         .into_iter()
         .map(|j| json!({"id": j.job_id, "data": with_credentials(&cx, j.data), "nonce": j.nonce, "accountId": cx.account_id}))
         .collect();
@@ -222,6 +245,15 @@ async fn finish(conn: &mut PgConnection, cx: &Cx, job: &JobRow, status: &str) ->
     Err(invalid_state(&now))
 }
 
+/// InvalidJobStateException when the job was not in progress (nothing changed).
+async fn not_in_progress(conn: &mut PgConnection, cx: &Cx, job: &JobRow, ended: Ended) -> Result<(), ApiError> {
+    if ended != Ended::JobNotInProgress {
+        return Ok(());
+    }
+    let now = jobs::get(conn, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
+    Err(invalid_state(&now))
+}
+
 /// Completes a job of `owner` with success, in the pipeline's transaction.
 pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessResultInput) -> Result<(), ApiError> {
     let (mut tx, LockedJob { job, pipeline }) = lock_job(cx, job_id, owner).await?;
@@ -237,7 +269,6 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
             ));
         }
     }
-    finish(&mut tx, cx, &job, "Succeeded").await?;
     let details = input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
     let url = match &details.external_execution_id {
         Some(x) => execution_url(&mut tx, cx, &job, x).await?,
@@ -267,6 +298,7 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
             let mut data = job.data.clone();
             data["continuationToken"] = json!(token);
             let type_id: ActionTypeId = serde_json::from_value(job.data["actionTypeId"].clone()).map_err(ApiError::internal)?;
+            finish(&mut tx, cx, &job, "Succeeded").await?;
             jobs::insert(
                 &mut tx,
                 &jobs::NewJob {
@@ -289,7 +321,9 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
             if let Some(vars) = input.output_variables {
                 update.output = Some(json!({"outputVariables": vars}));
             }
-            engine::complete_action(&mut tx, cx.scope(&job.pipeline_name, pipeline), job.action_execution_id, &update).await?;
+            let scope = cx.scope(&job.pipeline_name, pipeline);
+            let ended = engine::complete_job(&mut tx, scope, job.job_id, "Succeeded", job.action_execution_id, &update).await?;
+            not_in_progress(&mut tx, cx, &job, ended).await?;
         }
     }
     tx.commit().await?;
@@ -323,7 +357,6 @@ pub struct FailureDetails {
 /// Completes a job of `owner` with failure, in the pipeline's transaction.
 pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -> Result<(), ApiError> {
     let (mut tx, LockedJob { job, pipeline }) = lock_job(cx, job_id, owner).await?;
-    finish(&mut tx, cx, &job, "Failed").await?;
     let update = ActionUpdate {
         status: Some("Failed"),
         error_code: Some(&details.kind),
@@ -331,7 +364,8 @@ pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -
         external_execution_id: details.external_execution_id.as_deref(),
         ..Default::default()
     };
-    engine::complete_action(&mut tx, cx.scope(&job.pipeline_name, pipeline), job.action_execution_id, &update).await?;
+    let ended = engine::complete_job(&mut tx, cx.scope(&job.pipeline_name, pipeline), job.job_id, "Failed", job.action_execution_id, &update).await?;
+    not_in_progress(&mut tx, cx, &job, ended).await?;
     tx.commit().await?;
     Ok(())
 }

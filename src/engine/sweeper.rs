@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::Scope;
+use super::{Ended, Scope};
 use crate::App;
 use crate::store::executions::{self as store, ActionUpdate};
 use crate::store::jobs;
@@ -60,15 +60,16 @@ async fn time_out(
     let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
     };
-    if let Some(job_id) = job_id {
-        // Another sweeper or the worker's own result got there first.
-        if !jobs::finish(&mut tx, account_id, job_id, "TimedOut").await? {
-            return Ok(());
-        }
-    }
     let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations };
     let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
-    super::complete_action(&mut tx, scope, action_execution_id, &update).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ended = match job_id {
+        Some(job_id) => super::complete_job(&mut tx, scope, job_id, "TimedOut", action_execution_id, &update).await,
+        None => super::complete_action(&mut tx, scope, action_execution_id, &update).await.map(|_| Ended::Action),
+    };
+    // JobNotInProgress: another sweeper or the worker's own result got there first.
+    if ended.map_err(|e| anyhow::anyhow!("{e}"))? == Ended::JobNotInProgress {
+        return Ok(());
+    }
     tx.commit().await?;
     Ok(())
 }

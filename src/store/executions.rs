@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{FromRow, PgConnection, Row};
 use uuid::Uuid;
 
 /// A pipeline whose row this transaction has locked.
@@ -408,35 +408,51 @@ pub struct ActionUpdate<'a> {
 
 /// Applies `u` if the action is still InProgress; false when it was not.
 pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, u: &ActionUpdate<'_>) -> Result<bool, sqlx::Error> {
-    Ok(update_action_of(conn, account_id, action_execution_id, u).await?.is_some())
+    Ok(matches!(update_action_of(conn, account_id, action_execution_id, u, None).await?, Updated::Action(_)))
 }
 
-/// [`update_action`], answering the execution the action belongs to (None
-/// when the action was not InProgress).
+/// A job that ends with the action it runs: (job, its final status).
+pub type JobEnd<'a> = (Uuid, &'a str);
+
+pub enum Updated {
+    /// The job was not InProgress: nothing changed.
+    JobNotInProgress,
+    /// The job (if any) ended, but the action was no longer InProgress.
+    NotInProgress,
+    Action(Box<Completed>),
+}
+
+/// Applies `u` to the action if it is InProgress and, with `job`, only if
+/// that job goes from InProgress to its final status in the same statement.
+/// Answers the action's execution and where its stage's other actions stand.
 pub async fn update_action_of(
     conn: &mut PgConnection,
     account_id: &str,
     action_execution_id: Uuid,
     u: &ActionUpdate<'_>,
-) -> Result<Option<Completed>, sqlx::Error> {
+    job: Option<JobEnd<'_>>,
+) -> Result<Updated, sqlx::Error> {
     // The stage's other current actions come from the statement's snapshot,
     // which this update does not change; the updated one from RETURNING.
-    sqlx::query_as(&format!(
-        "with a as (update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
+    let row = sqlx::query(&format!(
+        "with j as (update job set status = $14, updated_at = now() \
+            where account_id = $1 and job_id = $13 and status = 'InProgress' returning job_id), \
+         a as (update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
             external_execution_id = coalesce($5, external_execution_id), external_execution_url = coalesce($6, external_execution_url), \
             percent_complete = coalesce($7, percent_complete), error_code = coalesce($8, error_code), \
             error_message = coalesce($9, error_message), updated_by = coalesce($10, updated_by), revision = coalesce($11, revision), \
             output = output || coalesce($12, '{{}}'::jsonb), updated_at = now() \
             where account_id = $1 and action_execution_id = $2 and status = 'InProgress' \
+              and ($13::uuid is null or exists (select 1 from j)) \
             returning pipeline_name, execution_id, stage_name, action_name, status, error_message) \
-         select {}, \
+         select exists (select 1 from j) as job_ended, {}, \
             (select coalesce(jsonb_agg(jsonb_build_object('stage_name', o.stage_name, 'action_name', o.action_name, 'status', o.status, \
                                                           'error_message', o.error_message)), '[]') \
              from action_execution o where o.account_id = $1 and o.pipeline_name = a.pipeline_name \
              and o.execution_id = a.execution_id and o.stage_name = a.stage_name and o.current and o.action_execution_id <> $2) as others, \
             a.stage_name as done_stage_name, a.action_name as done_action_name, a.status as done_status, a.error_message as done_error_message \
-         from a join pipeline_execution e \
-         on e.account_id = $1 and e.pipeline_name = a.pipeline_name and e.execution_id = a.execution_id",
+         from (select) one left join (a join pipeline_execution e \
+            on e.account_id = $1 and e.pipeline_name = a.pipeline_name and e.execution_id = a.execution_id) on true",
         EXECUTION_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
     ))
     .bind(account_id)
@@ -451,8 +467,17 @@ pub async fn update_action_of(
     .bind(u.updated_by)
     .bind(&u.revision)
     .bind(&u.output)
-    .fetch_optional(conn)
-    .await
+    .bind(job.map(|j| j.0))
+    .bind(job.map(|j| j.1))
+    .fetch_one(&mut *conn)
+    .await?;
+    if job.is_some() && !row.try_get::<bool, _>("job_ended")? {
+        return Ok(Updated::JobNotInProgress);
+    }
+    if row.try_get::<Option<Uuid>, _>("execution_id")?.is_none() {
+        return Ok(Updated::NotInProgress);
+    }
+    Ok(Updated::Action(Box::new(Completed::from_row(&row)?)))
 }
 
 /// Where an action stands, as the engine decides a stage's next step.

@@ -9,6 +9,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::pipeline::ActionTypeId;
+use crate::pipeline::action_types::ActionType;
 use crate::store::executions::LockedPipeline;
 
 pub struct NewJob<'a> {
@@ -45,7 +46,7 @@ pub async fn insert(conn: &mut PgConnection, j: &NewJob<'_>) -> Result<(), sqlx:
     Ok(())
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
 pub struct ClaimedJob {
     pub job_id: Uuid,
     pub nonce: String,
@@ -80,6 +81,56 @@ pub async fn claim(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// What a poll for custom jobs found: the live action type (None when the
+/// account has no such type) and the jobs it claimed.
+pub struct Poll {
+    pub action_type: Option<ActionType>,
+    pub jobs: Vec<ClaimedJob>,
+}
+
+/// [`claim`] in the same statement as reading the action type. Jobs are
+/// claimed only if the type is live and `query_key` (the one queryParam
+/// key, None for none) is its queryable property (None when it has none):
+/// the caller then only explains, from the type, why nothing was claimed.
+pub async fn poll(
+    conn: &mut PgConnection,
+    account_id: &str,
+    type_id: &ActionTypeId,
+    query_key: Option<&str>,
+    query_value: Option<&str>,
+    limit: i64,
+) -> Result<Poll, sqlx::Error> {
+    let (definition, jobs): (Option<sqlx::types::Json<ActionType>>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(
+        "with t as ( \
+            select definition, coalesce((select p->>'name' from jsonb_array_elements(definition->'actionConfigurationProperties') p \
+                                         where (p->>'queryable')::boolean limit 1), '') as queryable \
+            from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 \
+            and deleted_at is null), \
+         picked as ( \
+            select job_id from job \
+            where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+              and exists (select 1 from t where queryable = coalesce($6, '')) and ($7::text is null or query_value = $7) \
+            order by seq limit $8 for update skip locked), \
+         claimed as ( \
+            update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
+            from picked where job.job_id = picked.job_id \
+            returning job.seq, job.job_id, job.nonce, job.data) \
+         select (select definition from t), \
+                coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data) order by seq) from claimed), '[]')",
+    )
+    .bind(account_id)
+    .bind(&type_id.owner)
+    .bind(&type_id.category)
+    .bind(&type_id.provider)
+    .bind(&type_id.version)
+    .bind(query_key)
+    .bind(query_value)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?;
+    Ok(Poll { action_type: definition.map(|d| d.0), jobs: jobs.0 })
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
