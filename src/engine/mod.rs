@@ -102,10 +102,6 @@ pub async fn start_execution(
     version: i32,
     start: Start<'_>,
 ) -> Result<Uuid, ApiError> {
-    if let Some(token) = start.client_request_token
-        && let Some(existing) = store::execution_by_token(conn, scope.account_id, scope.pipeline, token).await? {
-            return Ok(existing);
-        }
     let decl = declaration(conn, scope, version).await?;
     let mut variables = Vec::new();
     for declared in &decl.variables {
@@ -136,7 +132,13 @@ pub async fn start_execution(
         client_request_token: start.client_request_token,
         rollback: None,
     };
-    let row = store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
+    let Some(row) = store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await? else {
+        // The token was used before: that call's execution is the answer.
+        let token = start.client_request_token.unwrap_or_default();
+        return store::execution_by_token(conn, scope.account_id, scope.pipeline, token)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("client request token conflict without an execution")));
+    };
     advance_rows(conn, scope, vec![row]).await?;
     Ok(execution_id)
 }
@@ -163,7 +165,9 @@ pub async fn start_rollback(
         client_request_token: None,
         rollback: Some((target.execution_id, stage_index)),
     };
-    let row = store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await?;
+    let row = store::insert_execution(conn, scope.account_id, scope.pipeline, &new)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a rollback has no client request token to conflict on")))?;
     advance_rows(conn, scope, vec![row]).await?;
     Ok(execution_id)
 }
@@ -179,8 +183,9 @@ pub async fn reconcile(conn: &mut PgConnection, scope: Scope<'_>) -> Result<(), 
 enum Step {
     /// Nothing can happen now.
     Idle,
-    /// It moved (this is its new state); try again.
-    Moved(ExecutionRow),
+    /// It moved (this is its new state, and where the actions of the stage
+    /// it runs stand if known); try again.
+    Moved(ExecutionRow, Option<Vec<ActionState>>),
     /// It left (or gave up waiting for) the stage with this index, which may
     /// let executions waiting there in.
     Left(i32, ExecutionRow),
@@ -283,12 +288,9 @@ async fn run(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<Pendi
             };
             match step {
                 Step::Idle => break,
-                Step::Moved(next) => {
-                    // It has just entered the stage: no action of it has started.
-                    if e.stage_phase == "Waiting" && next.stage_phase == "Running" {
-                        known_stage = Some(Vec::new());
-                    }
+                Step::Moved(next, stage) => {
                     known = Some(next);
+                    known_stage = stage;
                 }
                 Step::Left(index, next) => {
                     // Only SUPERSEDED and QUEUED executions wait for a stage
@@ -319,7 +321,7 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
     let i = e.stage_index as usize;
     let Some(stage) = decl.stages.get(i) else {
         let row = store::set_execution_status(conn, account, pipeline, e.execution_id, "Succeeded", None).await?;
-        return Ok(Step::Moved(row));
+        return Ok(Step::Moved(row, None));
     };
     if e.execution_mode != "PARALLEL" {
         let waiting = store::waiting_at(conn, account, pipeline, e.stage_index).await?;
@@ -349,7 +351,8 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
         return Ok(Step::Idle);
     }
     let enter = Move { stage: Some((&stage.name, "InProgress")), position: Some((e.stage_index, "Running")), ..Default::default() };
-    Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?))
+    // Just entered: no action of the stage has started.
+    Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?, Some(Vec::new())))
 }
 
 /// `known`: the stage's current actions if the caller has them.
@@ -393,21 +396,24 @@ async fn step_stage(
     let started: HashSet<String> = rows.iter().map(|r| r.action_name.clone()).collect();
     let next_order = stage.actions.iter().filter(|a| !started.contains(&a.name)).map(ActionDeclaration::run_order).min();
     if let Some(order) = next_order {
-        // Actions it starts see the artifacts and variables of earlier stages.
-        let mut everything = store::execution_actions(conn, account, pipeline, e.execution_id).await?;
+        // Actions it starts see the artifacts and variables of earlier stages
+        // (there are none before anything ran in the first stage).
+        let first = i == 0 && e.rollback_target.is_none() && rows.is_empty();
+        let mut everything = if first { Vec::new() } else { store::execution_actions(conn, account, pipeline, e.execution_id).await? };
         if let Some(target) = e.rollback_target {
             // Earlier stages' artifacts and variables come from the target.
             let earlier: HashSet<&str> = decl.stages[..i].iter().map(|s| s.name.as_str()).collect();
             let theirs = store::execution_actions(conn, account, pipeline, target).await?;
             everything.extend(theirs.into_iter().filter(|r| earlier.contains(r.stage_name.as_str())));
         }
-        let mut waits = false;
+        let mut now = rows;
         for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(&a.name)) {
-            waits |= start_action(conn, scope, e, decl, stage, action, seen, &everything).await? == "InProgress";
+            now.push(start_action(conn, scope, e, decl, stage, action, seen, &everything).await?);
         }
         // An action that now waits for a worker or an approver keeps the
         // stage where it is; actions that ended at once let it go on.
-        return Ok(if waits { Step::Idle } else { Step::Moved(e.clone()) });
+        let waits = now.iter().any(|a| a.status == "InProgress");
+        return Ok(if waits { Step::Idle } else { Step::Moved(e.clone(), Some(now)) });
     }
     // A rollback re-runs one stage only.
     let done = if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
@@ -466,7 +472,7 @@ async fn start_action(
     action: &ActionDeclaration,
     seen: &mut Seen,
     everything: &[ActionRow],
-) -> Result<&'static str, ApiError> {
+) -> Result<ActionState, ApiError> {
     let action_execution_id = Uuid::new_v4();
     let id = &action.action_type_id;
 
@@ -580,7 +586,7 @@ async fn start_action(
             new.output["executionResult"] = json!({"externalExecutionId": revision_id, "externalExecutionSummary": format!("Revision {revision_id}")});
             new.revision = Some(revision);
             store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-            return Ok("Succeeded");
+            return Ok(started(&new, None));
         }
     }
 
@@ -592,7 +598,7 @@ async fn start_action(
         let minutes = action.timeout_in_minutes.map(i64::from).unwrap_or(DEFAULT_APPROVAL_MINUTES);
         new.timeout_at = Some(Utc::now() + Duration::minutes(minutes));
         store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-        return Ok("InProgress");
+        return Ok(started(&new, None));
     }
     let runs_as_job = (id.owner == "Custom" || id.owner == "ThirdParty") && action_types::find_builtin(id).is_none();
     if !runs_as_job {
@@ -640,15 +646,26 @@ async fn start_action(
         },
     )
     .await?;
-    Ok("InProgress")
+    Ok(started(&new, None))
 }
 
-async fn insert_failed(conn: &mut PgConnection, scope: Scope<'_>, mut new: NewAction<'_>, code: &str, message: String) -> Result<&'static str, ApiError> {
+/// Where an action just inserted stands.
+fn started(new: &NewAction<'_>, error_message: Option<String>) -> ActionState {
+    ActionState {
+        stage_name: new.stage_name.to_owned(),
+        action_name: new.action_name.to_owned(),
+        status: new.status.to_owned(),
+        error_message,
+    }
+}
+
+async fn insert_failed(conn: &mut PgConnection, scope: Scope<'_>, mut new: NewAction<'_>, code: &str, message: String) -> Result<ActionState, ApiError> {
     new.status = "InProgress";
     store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
     let update = ActionUpdate { status: Some("Failed"), error_code: Some(code), error_message: Some(&message), ..Default::default() };
     store::update_action(conn, scope.account_id, new.action_execution_id, &update).await?;
-    Ok("Failed")
+    new.status = "Failed";
+    Ok(started(&new, Some(message)))
 }
 
 /// Finishes (or updates) an in-progress action and lets the pipeline move

@@ -64,11 +64,13 @@ pub struct NewExecution<'a> {
     pub rollback: Option<(Uuid, i32)>,
 }
 
-pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<ExecutionRow, sqlx::Error> {
+/// Inserts an execution; None when its client request token was used before.
+pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<Option<ExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
          trigger_type, trigger_detail, variables, source_overrides, client_request_token, execution_type, rollback_target, stage_index) \
-         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13) returning {EXECUTION_COLUMNS}"
+         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         on conflict (account_id, pipeline_name, client_request_token) do nothing returning {EXECUTION_COLUMNS}"
     ))
     .bind(account_id)
     .bind(pipeline)
@@ -83,7 +85,7 @@ pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipelin
     .bind(if e.rollback.is_some() { "ROLLBACK" } else { "STANDARD" })
     .bind(e.rollback.map(|r| r.0))
     .bind(e.rollback.map(|r| r.1).unwrap_or(0))
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
 }
 

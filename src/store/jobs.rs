@@ -90,20 +90,9 @@ pub struct Poll {
     pub jobs: Vec<ClaimedJob>,
 }
 
-/// [`claim`] in the same statement as reading the action type. Jobs are
-/// claimed only if the type is live and `query_key` (the one queryParam
-/// key, None for none) is its queryable property (None when it has none):
-/// the caller then only explains, from the type, why nothing was claimed.
-pub async fn poll(
-    conn: &mut PgConnection,
-    account_id: &str,
-    type_id: &ActionTypeId,
-    query_key: Option<&str>,
-    query_value: Option<&str>,
-    limit: i64,
-) -> Result<Poll, sqlx::Error> {
-    let (definition, jobs): (Option<sqlx::types::Json<ActionType>>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(
-        "with t as ( \
+/// The statement of [`poll`]: $1 account, $2–$5 action type id, $6 queryParam
+/// key, $7 its value, $8 maxBatchSize. Public for the benchmark's EXPLAIN.
+pub const POLL: &str = "with t as ( \
             select definition, coalesce((select p->>'name' from jsonb_array_elements(definition->'actionConfigurationProperties') p \
                                          where (p->>'queryable')::boolean limit 1), '') as queryable \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 \
@@ -118,8 +107,21 @@ pub async fn poll(
             from picked where job.job_id = picked.job_id \
             returning job.seq, job.job_id, job.nonce, job.data) \
          select (select definition from t), \
-                coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data) order by seq) from claimed), '[]')",
-    )
+                coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data) order by seq) from claimed), '[]')";
+
+/// [`claim`] in the same statement as reading the action type. Jobs are
+/// claimed only if the type is live and `query_key` (the one queryParam
+/// key, None for none) is its queryable property (None when it has none):
+/// the caller then only explains, from the type, why nothing was claimed.
+pub async fn poll(
+    conn: &mut PgConnection,
+    account_id: &str,
+    type_id: &ActionTypeId,
+    query_key: Option<&str>,
+    query_value: Option<&str>,
+    limit: i64,
+) -> Result<Poll, sqlx::Error> {
+    let (definition, jobs): (Option<sqlx::types::Json<ActionType>>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(POLL)
     .bind(account_id)
     .bind(&type_id.owner)
     .bind(&type_id.category)
