@@ -5,8 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]
-//!     [--pipelines 64] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL]
-//!     [--data-dir DIR] [--keep] [--log]
+//!     [--pipelines 64] [--actions 1] [--backoff-ms 0] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty]
+//!     [--database-url URL] [--data-dir DIR] [--keep] [--log]
 //! ```
 //!
 //! Without `--database-url` (or `DATABASE_URL`), the embedded cluster under
@@ -43,6 +43,8 @@ struct Args {
     pipelines: usize,
     /// Parallel Work actions per execution: one job each.
     actions: usize,
+    /// A worker that found no job waits this long before polling again.
+    backoff: Duration,
     feeders: usize,
     seed_finished: i64,
     prefill: i64,
@@ -55,7 +57,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--actions 1] [--feeders 8] \
+        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--actions 1] [--backoff-ms 0] [--feeders 8] \
          [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL] [--data-dir DIR] [--keep] [--log]"
     );
     std::process::exit(2)
@@ -69,6 +71,7 @@ fn parse_args() -> Args {
         duration: Duration::from_secs(60),
         pipelines: 64,
         actions: 1,
+        backoff: Duration::ZERO,
         feeders: 8,
         seed_finished: 0,
         prefill: 0,
@@ -86,6 +89,7 @@ fn parse_args() -> Args {
             "--batch" => a.batch = value().parse().unwrap_or_else(|_| usage()),
             "--duration-secs" => a.duration = Duration::from_secs(value().parse().unwrap_or_else(|_| usage())),
             "--pipelines" => a.pipelines = value().parse().unwrap_or_else(|_| usage()),
+            "--backoff-ms" => a.backoff = Duration::from_millis(value().parse().unwrap_or_else(|_| usage())),
             "--actions" => a.actions = value().parse().unwrap_or_else(|_| usage()),
             "--feeders" => a.feeders = value().parse().unwrap_or_else(|_| usage()),
             "--seed-finished" => a.seed_finished = value().parse().unwrap_or_else(|_| usage()),
@@ -175,7 +179,7 @@ fn note_error(shared: &Shared, what: &str, e: impl std::fmt::Debug) {
     }
 }
 
-async fn worker(client: Client, shared: Arc<Shared>, batch: i32) -> WorkerStats {
+async fn worker(client: Client, shared: Arc<Shared>, batch: i32, backoff: Duration) -> WorkerStats {
     let mut s = WorkerStats::default();
     while !shared.stop.load(Ordering::Relaxed) {
         let t = Instant::now();
@@ -188,6 +192,9 @@ async fn worker(client: Client, shared: Arc<Shared>, batch: i32) -> WorkerStats 
         };
         if out.jobs().is_empty() {
             s.empty_poll.add(t.elapsed());
+            if !backoff.is_zero() {
+                tokio::time::sleep(backoff).await;
+            }
             continue;
         }
         s.poll.add(t.elapsed());
@@ -320,21 +327,21 @@ async fn pg_settings(pool: &PgPool) -> anyhow::Result<String> {
     Ok(out.join(", "))
 }
 
-/// EXPLAIN (ANALYZE, BUFFERS) of the claim statement of `store::jobs::claim`,
+/// EXPLAIN (ANALYZE, BUFFERS) of PollForJobs' statement (`store::jobs::POLL`),
 /// in a transaction that is rolled back (nothing is claimed).
 async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::Result<String> {
     let mut tx = pool.begin().await?;
-    let sql = format!(
-        "explain (analyze, buffers) with picked as ( \
-            select job_id from job \
-            where account_id = '{account_id}' and owner = 'Custom' and category = 'Build' and provider = 'BenchWorker' and version = '1' and status = 'Queued' \
-              and (null::text is null or query_value = null::text) \
-            order by seq limit {limit} for update skip locked) \
-         update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
-         from picked where job.job_id = picked.job_id \
-         returning job.job_id, job.nonce, job.data"
-    );
-    let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&mut *tx).await?;
+    let rows: Vec<(String,)> = sqlx::query_as(&format!("explain (analyze, buffers) {}", millrace::store::jobs::POLL))
+        .bind(account_id)
+        .bind("Custom")
+        .bind("Build")
+        .bind("BenchWorker")
+        .bind("1")
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
     tx.rollback().await?;
     Ok(rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n"))
 }
@@ -480,10 +487,11 @@ async fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     println!("database: {}", pg_settings(&pool).await?);
     println!(
-        "settings: workers={} maxBatchSize={} duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} \
+        "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} \
          server pool=32 connections, sweeper every {}ms, client and server in one process (tokio multi-thread, {} threads)",
         args.workers,
         args.batch,
+        args.backoff.as_millis(),
         args.duration.as_secs(),
         names.len(),
         args.actions,
@@ -499,7 +507,7 @@ async fn main() -> anyhow::Result<()> {
     let stats_on = sqlx::query("create extension if not exists pg_stat_statements").execute(&pool).await.is_ok()
         && sqlx::query("select pg_stat_statements_reset()").execute(&pool).await.is_ok();
     let started_at = Instant::now();
-    let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(client.clone(), shared.clone(), args.batch))).collect();
+    let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(client.clone(), shared.clone(), args.batch, args.backoff))).collect();
     let mut windows = Vec::new();
     let (mut last_done, mut last_started) = (0u64, 0u64);
     let window = Duration::from_secs(10).min(args.duration);
