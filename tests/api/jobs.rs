@@ -16,6 +16,11 @@ fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
 
 /// A V2 PARALLEL pipeline: custom source, then one custom `Worker` action.
 async fn worker_pipeline(client: &Client, name: &str, queryable: bool) {
+    worker_pipeline_in_pool(client, name, queryable, "blue").await
+}
+
+/// [`worker_pipeline`] whose Work action asks for workers of `pool`.
+async fn worker_pipeline_in_pool(client: &Client, name: &str, queryable: bool, pool: &str) {
     custom_action_type(client, "Source", "Repo", &[]).await;
     custom_action_type(client, "Build", "Worker", &[("Pool", true, false, queryable)]).await;
     let source = ActionDeclaration::builder()
@@ -27,7 +32,7 @@ async fn worker_pipeline(client: &Client, name: &str, queryable: bool) {
     let work = ActionDeclaration::builder()
         .name("Work")
         .action_type_id(type_id(ActionCategory::Build, "Worker"))
-        .configuration("Pool", "blue")
+        .configuration("Pool", pool)
         .input_artifacts(InputArtifact::builder().name("code").build().unwrap())
         .build()
         .unwrap();
@@ -50,12 +55,28 @@ async fn worker_pipeline(client: &Client, name: &str, queryable: bool) {
     client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
     let mut poll = client.poll_for_jobs().action_type_id(worker_type());
     if queryable {
-        poll = poll.query_param("Pool", "blue");
+        poll = poll.query_param("Pool", pool);
     }
     let jobs = poll.send().await.unwrap();
     let job = &jobs.jobs()[0];
     client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
     client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pipeline_created_again_under_its_name_runs_its_new_definition() {
+    // Servers cache declarations: the deleted pipeline's version 1 must not
+    // stand in for the new pipeline's version 1.
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline_in_pool(&client, "p", false, "blue").await;
+    client.delete_pipeline().name("p").send().await.unwrap();
+    worker_pipeline_in_pool(&client, "p", false, "green").await;
+    start_many(&client, "p", 1).await;
+    let jobs = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
+    let configuration = jobs.jobs()[0].data().unwrap().action_configuration().unwrap().configuration().unwrap();
+    assert_eq!(configuration.get("Pool").map(String::as_str), Some("green"));
 }
 
 /// Starts `n` executions whose source revision is given up front, so each
