@@ -226,11 +226,13 @@ async fn execution_url(conn: &mut PgConnection, cx: &Cx, job: &JobRow, external_
 }
 
 /// Begins a result's transaction: reads the job (of this account and
-/// owner) and locks its pipeline in one statement.
+/// owner) and takes the locks a result needs (`jobs::lock_job`).
 async fn lock_job(cx: &Cx, job_id: &str, owner: &str) -> Result<(Transaction<'static, Postgres>, LockedJob), ApiError> {
     let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
     let mut tx = cx.pool().begin().await?;
     let locked = jobs::lock_job(&mut tx, &cx.account_id, uuid).await?.filter(|l| l.job.owner == owner).ok_or_else(|| job_not_found(job_id))?;
+    let job = &locked.job;
+    executions::lock_for_result(&mut tx, &cx.account_id, &job.pipeline_name, job.execution_id, &locked.execution_mode).await?;
     Ok((tx, locked))
 }
 
@@ -256,7 +258,7 @@ async fn not_in_progress(conn: &mut PgConnection, cx: &Cx, job: &JobRow, ended: 
 
 /// Completes a job of `owner` with success, in the pipeline's transaction.
 pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessResultInput) -> Result<(), ApiError> {
-    let (mut tx, LockedJob { job, pipeline }) = lock_job(cx, job_id, owner).await?;
+    let (mut tx, LockedJob { job, pipeline, .. }) = lock_job(cx, job_id, owner).await?;
     if let Some(vars) = &input.output_variables {
         if input.continuation_token.is_some() {
             return Err(ApiError::validation("outputVariables can only be sent with a result that has no continuationToken"));
@@ -356,7 +358,7 @@ pub struct FailureDetails {
 
 /// Completes a job of `owner` with failure, in the pipeline's transaction.
 pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -> Result<(), ApiError> {
-    let (mut tx, LockedJob { job, pipeline }) = lock_job(cx, job_id, owner).await?;
+    let (mut tx, LockedJob { job, pipeline, .. }) = lock_job(cx, job_id, owner).await?;
     let update = ActionUpdate {
         status: Some("Failed"),
         error_code: Some(&details.kind),

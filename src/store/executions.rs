@@ -25,6 +25,31 @@ pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str
         .await
 }
 
+/// After `jobs::lock_job`'s share lock, serialises a worker's result with
+/// the others the execution's progress depends on. A PARALLEL execution
+/// never waits for, or moves, another one, so results of different
+/// executions may run at once: only the execution's row is locked, which
+/// orders its own actions' results (who finishes the stage last). Other
+/// modes decide who enters a stage across executions: their results take
+/// the pipeline's result lock, one at a time.
+pub async fn lock_for_result(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid, mode: &str) -> Result<(), sqlx::Error> {
+    if mode == "PARALLEL" {
+        sqlx::query("select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update")
+            .bind(account_id)
+            .bind(pipeline)
+            .bind(execution_id)
+            .execute(conn)
+            .await?;
+    } else {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+            .bind(account_id)
+            .bind(pipeline)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExecutionRow {
     pub execution_id: Uuid,

@@ -161,14 +161,18 @@ pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Res
     .await
 }
 
-/// Reads a job and locks its pipeline's row (see `executions::lock_pipeline`)
-/// in one round trip: what a worker's result needs before it changes anything.
+/// Reads a job and takes its pipeline's row lock in share mode, in one
+/// round trip: what a worker's result needs first. The share lock keeps out
+/// everything that takes the pipeline lock (`executions::lock_pipeline`),
+/// but not other results; the caller then serialises with those as the
+/// execution's mode requires (`executions::lock_for_result`).
 pub async fn lock_job(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<LockedJob>, sqlx::Error> {
     sqlx::query_as(
         "select j.job_id, j.account_id, j.pipeline_name, j.execution_id, j.action_execution_id, j.owner, j.status, j.nonce, j.data, \
-                j.timeout_at, j.query_value, p.current_version, p.generation \
+                j.timeout_at, j.query_value, p.current_version, p.generation, e.execution_mode \
          from job j join pipeline p on p.account_id = j.account_id and p.name = j.pipeline_name \
-         where j.account_id = $1 and j.job_id = $2 for update of p",
+         join pipeline_execution e on e.account_id = j.account_id and e.pipeline_name = j.pipeline_name and e.execution_id = j.execution_id \
+         where j.account_id = $1 and j.job_id = $2 for share of p",
     )
     .bind(account_id)
     .bind(job_id)
@@ -182,6 +186,7 @@ pub struct LockedJob {
     pub job: JobRow,
     #[sqlx(flatten)]
     pub pipeline: LockedPipeline,
+    pub execution_mode: String,
 }
 
 /// Dispatched → InProgress for the holder of the nonce.

@@ -360,3 +360,95 @@ async fn configured_artifact_credentials_reach_workers_with_their_jobs() {
         .unwrap();
     assert!(stored.get("artifactCredentials").is_none(), "credentials are never stored with the job");
 }
+
+/// Source, then `width` parallel Work actions, then one Final action.
+async fn fan_out_pipeline(client: &Client, name: &str, mode: ExecutionMode, width: usize) {
+    custom_action_type(client, "Source", "Repo", &[]).await;
+    custom_action_type(client, "Build", "Worker", &[("Pool", true, false, false)]).await;
+    let action = |name: String| {
+        ActionDeclaration::builder()
+            .name(name)
+            .action_type_id(worker_type())
+            .configuration("Pool", "blue")
+            .input_artifacts(InputArtifact::builder().name("code").build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let source = ActionDeclaration::builder()
+        .name("Checkout")
+        .action_type_id(type_id(ActionCategory::Source, "Repo"))
+        .output_artifacts(OutputArtifact::builder().name("code").build().unwrap())
+        .build()
+        .unwrap();
+    let p = PipelineDeclaration::builder()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/pipeline")
+        .pipeline_type(PipelineType::V2)
+        .execution_mode(mode)
+        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
+        .stages(StageDeclaration::builder().name("Work").set_actions(Some((0..width).map(|i| action(format!("Work{i}"))).collect())).build().unwrap())
+        .stages(StageDeclaration::builder().name("Final").actions(action("Final".into())).build().unwrap())
+        .build()
+        .unwrap();
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+}
+
+/// Workers on two servers finish the jobs of executions whose stages fan
+/// out, all at once: every execution must get through every stage (results
+/// of one stage's actions race to be the last one out).
+async fn fan_out_under_concurrent_results(mode: ExecutionMode) {
+    let config = Config::for_tests();
+    let one = TestServer::start_with(config.clone()).await;
+    let two = TestServer::start_full(one.database_url.clone(), one.master_key.clone(), config).await;
+    let account = one.account("a").await;
+    let (c1, c2) = (one.client(&account), two.client(&account));
+    fan_out_pipeline(&c1, "p", mode.clone(), 4).await;
+    // The CreatePipeline execution waits for its source job: finish it with
+    // the workers below.
+    let source = c1.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    c1.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    c1.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    let mut ids = start_many(&c2, "p", 12).await;
+    let first = c1.list_pipeline_executions().pipeline_name("p").send().await.unwrap();
+    ids.push(first.pipeline_execution_summaries().last().unwrap().pipeline_execution_id().unwrap().to_owned());
+    let expected = ids.len() * 5;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..8).map(|i| {
+        let client = if i % 2 == 0 { c1.clone() } else { c2.clone() };
+        let done = done.clone();
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while done.load(std::sync::atomic::Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+                let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(2).send().await.unwrap();
+                if out.jobs().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                for job in out.jobs() {
+                    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+                    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+    });
+    for w in workers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), expected, "every Work and Final job ran once");
+    for id in ids {
+        let e = c1.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
+        assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn parallel_executions_fan_out_under_concurrent_results() {
+    fan_out_under_concurrent_results(ExecutionMode::Parallel).await;
+}
+
+#[tokio::test]
+async fn queued_executions_fan_out_under_concurrent_results() {
+    fan_out_under_concurrent_results(ExecutionMode::Queued).await;
+}
