@@ -77,7 +77,15 @@ pub struct StartPipelineExecutionOutput {
 
 /// Errors: ValidationException, PipelineNotFoundException.
 pub async fn start_pipeline_execution(cx: Cx, input: StartPipelineExecutionInput) -> Result<StartPipelineExecutionOutput, ApiError> {
-    let (mut tx, locked, decl) = lock(&cx, &input.name).await?;
+    // Starts run side by side with workers' results and, in PARALLEL
+    // pipelines, with each other (see `store::executions`).
+    let mut tx = cx.pool().begin().await?;
+    let locked =
+        store::lock_pipeline_shared(&mut tx, &cx.account_id, &input.name).await?.ok_or_else(|| engine::not_found_error(&input.name))?;
+    let decl = engine::declaration(&mut tx, cx.scope(&input.name, locked), locked.current_version).await?;
+    if decl.execution_mode() != "PARALLEL" {
+        store::lock_pipeline_engine(&mut tx, &cx.account_id, &input.name).await?;
+    }
     if decl.pipeline_type() == "V1" && (!input.variables.is_empty() || !input.source_revisions.is_empty()) {
         return Err(ApiError::validation("Pipeline variables and source revision overrides can only be used with V2 pipelines"));
     }

@@ -232,7 +232,11 @@ async fn lock_job(cx: &Cx, job_id: &str, owner: &str) -> Result<(Transaction<'st
     let mut tx = cx.pool().begin().await?;
     let locked = jobs::lock_job(&mut tx, &cx.account_id, uuid).await?.filter(|l| l.job.owner == owner).ok_or_else(|| job_not_found(job_id))?;
     let job = &locked.job;
-    executions::lock_for_result(&mut tx, &cx.account_id, &job.pipeline_name, job.execution_id, &locked.execution_mode).await?;
+    if locked.execution_mode == "PARALLEL" {
+        executions::lock_execution(&mut tx, &cx.account_id, &job.pipeline_name, job.execution_id).await?;
+    } else {
+        executions::lock_pipeline_engine(&mut tx, &cx.account_id, &job.pipeline_name).await?;
+    }
     Ok((tx, locked))
 }
 

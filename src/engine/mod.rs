@@ -3,10 +3,10 @@
 //! Everything here runs inside the caller's transaction, after the caller
 //! has locked the pipeline row ([`store::lock_pipeline`]), so for one
 //! pipeline the engine's decisions are serialised across all replicas and a
-//! dropped connection leaves nothing half-advanced. Workers' results are
-//! the one exception: they hold the pipeline row in share mode, so they
-//! still exclude every other change, and serialise among themselves per
-//! execution (PARALLEL) or per pipeline ([`store::lock_for_result`]).
+//! dropped connection leaves nothing half-advanced. Workers' results and
+//! StartPipelineExecution hold the row in share mode instead, so they still
+//! exclude every other change, and serialise among themselves per execution
+//! (PARALLEL) or per pipeline (other modes): see [`store`].
 //!
 //! An execution is always at one stage (`stage_index`) in one phase:
 //! `Waiting` to enter it (held by a disabled transition, or in SUPERSEDED and

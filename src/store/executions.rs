@@ -1,6 +1,10 @@
 //! Pipeline executions, stage and action executions, transitions and source
 //! revisions. Callers hold the pipeline's row lock (see the migration) for
-//! any write.
+//! any write: [`lock_pipeline`] exclusively, or, on the hot paths (workers'
+//! results, StartPipelineExecution), [`lock_pipeline_shared`] followed by
+//! [`lock_execution`] (a result of a PARALLEL execution), nothing more (a
+//! PARALLEL start: its execution is new) or [`lock_pipeline_engine`]
+//! (other modes). Always in that order, so lock waits never form a cycle.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -25,28 +29,38 @@ pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str
         .await
 }
 
-/// After `jobs::lock_job`'s share lock, serialises a worker's result with
-/// the others the execution's progress depends on. A PARALLEL execution
-/// never waits for, or moves, another one, so results of different
-/// executions may run at once: only the execution's row is locked, which
-/// orders its own actions' results (who finishes the stage last). Other
-/// modes decide who enters a stage across executions: their results take
-/// the pipeline's result lock, one at a time.
-pub async fn lock_for_result(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid, mode: &str) -> Result<(), sqlx::Error> {
-    if mode == "PARALLEL" {
-        sqlx::query("select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update")
-            .bind(account_id)
-            .bind(pipeline)
-            .bind(execution_id)
-            .execute(conn)
-            .await?;
-    } else {
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
-            .bind(account_id)
-            .bind(pipeline)
-            .execute(conn)
-            .await?;
-    }
+/// [`lock_pipeline`] in share mode, for the two hot paths (a worker's
+/// result, starting an execution) that hold it with the locks below.
+pub async fn lock_pipeline_shared(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<Option<LockedPipeline>, sqlx::Error> {
+    sqlx::query_as("select current_version, generation from pipeline where account_id = $1 and name = $2 for share")
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+}
+
+/// With the share lock, what the exclusive lock gives for executions whose
+/// progress crosses executions (every mode but PARALLEL: who waits, who
+/// enters, who is superseded): one such change at a time per pipeline.
+pub async fn lock_pipeline_engine(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
+        .bind(account_id)
+        .bind(pipeline)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// With the share lock, orders the changes to one PARALLEL execution (its
+/// actions' results race to be the last one out of a stage). A PARALLEL
+/// execution never waits for or moves another, so nothing else is needed.
+pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update")
+        .bind(account_id)
+        .bind(pipeline)
+        .bind(execution_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

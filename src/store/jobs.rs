@@ -165,7 +165,7 @@ pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Res
 /// round trip: what a worker's result needs first. The share lock keeps out
 /// everything that takes the pipeline lock (`executions::lock_pipeline`),
 /// but not other results; the caller then serialises with those as the
-/// execution's mode requires (`executions::lock_for_result`).
+/// execution's mode requires (see `store::executions`).
 pub async fn lock_job(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<LockedJob>, sqlx::Error> {
     sqlx::query_as(
         "select j.job_id, j.account_id, j.pipeline_name, j.execution_id, j.action_execution_id, j.owner, j.status, j.nonce, j.data, \
