@@ -19,33 +19,43 @@ async fn worker_pipeline(client: &Client, name: &str, queryable: bool) {
     worker_pipeline_in_pool(client, name, queryable, "blue").await
 }
 
-/// [`worker_pipeline`] whose Work action asks for workers of `pool`.
-async fn worker_pipeline_in_pool(client: &Client, name: &str, queryable: bool, pool: &str) {
-    custom_action_type(client, "Source", "Repo", &[]).await;
-    custom_action_type(client, "Build", "Worker", &[("Pool", true, false, queryable)]).await;
+/// A V2 pipeline of the given mode: the custom `Checkout` source, then `stages`.
+fn source_then(name: &str, mode: ExecutionMode, stages: Vec<(&str, Vec<ActionDeclaration>)>) -> PipelineDeclaration {
     let source = ActionDeclaration::builder()
         .name("Checkout")
         .action_type_id(type_id(ActionCategory::Source, "Repo"))
         .output_artifacts(OutputArtifact::builder().name("code").build().unwrap())
         .build()
         .unwrap();
-    let work = ActionDeclaration::builder()
-        .name("Work")
-        .action_type_id(type_id(ActionCategory::Build, "Worker"))
-        .configuration("Pool", pool)
-        .input_artifacts(InputArtifact::builder().name("code").build().unwrap())
-        .build()
-        .unwrap();
-    let p = PipelineDeclaration::builder()
+    let mut p = PipelineDeclaration::builder()
         .name(name)
         .role_arn("arn:aws:iam::123456789012:role/pipeline")
         .pipeline_type(PipelineType::V2)
-        .execution_mode(ExecutionMode::Parallel)
+        .execution_mode(mode)
         .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
-        .stages(StageDeclaration::builder().name("Work").actions(work).build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap());
+    for (stage, actions) in stages {
+        p = p.stages(StageDeclaration::builder().name(stage).set_actions(Some(actions)).build().unwrap());
+    }
+    p.build().unwrap()
+}
+
+/// A custom `Worker` action for workers of `pool`, reading the source's artifact.
+fn work_action(name: &str, pool: &str) -> ActionDeclaration {
+    ActionDeclaration::builder()
+        .name(name)
+        .action_type_id(worker_type())
+        .configuration("Pool", pool)
+        .input_artifacts(InputArtifact::builder().name("code").build().unwrap())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`worker_pipeline`] whose Work action asks for workers of `pool`.
+async fn worker_pipeline_in_pool(client: &Client, name: &str, queryable: bool, pool: &str) {
+    custom_action_type(client, "Source", "Repo", &[]).await;
+    custom_action_type(client, "Build", "Worker", &[("Pool", true, false, queryable)]).await;
+    let p = source_then(name, ExecutionMode::Parallel, vec![("Work", vec![work_action("Work", pool)])]);
     client.create_pipeline().pipeline(p).send().await.unwrap();
     // Run the CreatePipeline execution to the end, so the tests start from
     // an empty queue.
@@ -365,32 +375,8 @@ async fn configured_artifact_credentials_reach_workers_with_their_jobs() {
 async fn fan_out_pipeline(client: &Client, name: &str, mode: ExecutionMode, width: usize) {
     custom_action_type(client, "Source", "Repo", &[]).await;
     custom_action_type(client, "Build", "Worker", &[("Pool", true, false, false)]).await;
-    let action = |name: String| {
-        ActionDeclaration::builder()
-            .name(name)
-            .action_type_id(worker_type())
-            .configuration("Pool", "blue")
-            .input_artifacts(InputArtifact::builder().name("code").build().unwrap())
-            .build()
-            .unwrap()
-    };
-    let source = ActionDeclaration::builder()
-        .name("Checkout")
-        .action_type_id(type_id(ActionCategory::Source, "Repo"))
-        .output_artifacts(OutputArtifact::builder().name("code").build().unwrap())
-        .build()
-        .unwrap();
-    let p = PipelineDeclaration::builder()
-        .name(name)
-        .role_arn("arn:aws:iam::123456789012:role/pipeline")
-        .pipeline_type(PipelineType::V2)
-        .execution_mode(mode)
-        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
-        .stages(StageDeclaration::builder().name("Work").set_actions(Some((0..width).map(|i| action(format!("Work{i}"))).collect())).build().unwrap())
-        .stages(StageDeclaration::builder().name("Final").actions(action("Final".into())).build().unwrap())
-        .build()
-        .unwrap();
+    let work = (0..width).map(|i| work_action(&format!("Work{i}"), "blue")).collect();
+    let p = source_then(name, mode, vec![("Work", work), ("Final", vec![work_action("Final", "blue")])]);
     client.create_pipeline().pipeline(p).send().await.unwrap();
 }
 
