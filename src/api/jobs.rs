@@ -314,7 +314,7 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
                     execution_id: job.execution_id,
                     action_execution_id: job.action_execution_id,
                     type_id: &type_id,
-                    query_value: job.query_value.as_deref(),
+                    query_value: job.query_value.clone(),
                     continuation_token: Some(&token),
                     data,
                 },

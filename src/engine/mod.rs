@@ -410,9 +410,11 @@ async fn step_stage(
             everything.extend(theirs.into_iter().filter(|r| earlier.contains(r.stage_name.as_str())));
         }
         let mut now = rows;
+        let mut starts = Starts::default();
         for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(&a.name)) {
-            now.push(start_action(conn, scope, e, decl, stage, action, seen, &everything).await?);
+            now.push(start_action(conn, scope, e, decl, stage, action, seen, &everything, &mut starts).await?);
         }
+        starts.write(conn, scope).await?;
         // An action that now waits for a worker or an approver keeps the
         // stage where it is; actions that ended at once let it go on.
         let waits = now.iter().any(|a| a.status == "InProgress");
@@ -463,18 +465,53 @@ fn resolve(value: &str, vars: &HashMap<String, String>) -> Result<String, String
     }
 }
 
-/// Starts one action; answers the status it starts in (InProgress when it
-/// waits for a worker or an approver).
+/// What starting a runOrder group writes: one statement per table.
+#[derive(Default)]
+struct Starts<'a> {
+    actions: Vec<NewAction<'a>>,
+    jobs: Vec<NewJob<'a>>,
+}
+
+impl<'a> Starts<'a> {
+    /// Adds an action (and where it stands now).
+    fn action(&mut self, new: NewAction<'a>) -> ActionState {
+        let state = ActionState {
+            stage_name: new.stage_name.to_owned(),
+            action_name: new.action_name.to_owned(),
+            status: new.status.to_owned(),
+            error_message: new.error.as_ref().map(|e| e.1.clone()),
+        };
+        self.actions.push(new);
+        state
+    }
+
+    /// Adds an action that fails as it starts.
+    fn failed(&mut self, mut new: NewAction<'a>, code: &'a str, message: String) -> ActionState {
+        new.status = "Failed";
+        new.error = Some((code, message));
+        self.action(new)
+    }
+
+    async fn write(&self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<(), ApiError> {
+        store::insert_actions(conn, scope.account_id, scope.pipeline, &self.actions).await?;
+        jobs::insert_many(conn, &self.jobs).await?;
+        Ok(())
+    }
+}
+
+/// Starts one action (written by [`Starts::write`]); answers where it
+/// stands (InProgress when it waits for a worker or an approver).
 #[allow(clippy::too_many_arguments)]
-async fn start_action(
+async fn start_action<'a>(
     conn: &mut PgConnection,
-    scope: Scope<'_>,
+    scope: Scope<'a>,
     e: &ExecutionRow,
     decl: &PipelineDeclaration,
-    stage: &StageDeclaration,
-    action: &ActionDeclaration,
+    stage: &'a StageDeclaration,
+    action: &'a ActionDeclaration,
     seen: &mut Seen,
     everything: &[ActionRow],
+    starts: &mut Starts<'a>,
 ) -> Result<ActionState, ApiError> {
     let action_execution_id = Uuid::new_v4();
     let id = &action.action_type_id;
@@ -570,6 +607,7 @@ async fn start_action(
         approval_token: None,
         timeout_at: None,
         revision: None,
+        error: None,
     };
 
     // A source action with a known revision succeeds at once with it.
@@ -588,20 +626,19 @@ async fn start_action(
             let revision_id = revision["revisionId"].as_str().unwrap_or_default().to_owned();
             new.output["executionResult"] = json!({"externalExecutionId": revision_id, "externalExecutionSummary": format!("Revision {revision_id}")});
             new.revision = Some(revision);
-            store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-            return Ok(started(&new, None));
+            return Ok(starts.action(new));
         }
     }
 
     if let Some(missing) = unresolved {
-        return insert_failed(conn, scope, new, "ConfigurationError", format!("Unable to resolve variable #{{{missing}}} in the configuration of action '{}'", action.name)).await;
+        let message = format!("Unable to resolve variable #{{{missing}}} in the configuration of action '{}'", action.name);
+        return Ok(starts.failed(new, "ConfigurationError", message));
     }
     if action_types::is_manual_approval(id) {
         new.approval_token = Some(Uuid::new_v4());
         let minutes = action.timeout_in_minutes.map(i64::from).unwrap_or(DEFAULT_APPROVAL_MINUTES);
         new.timeout_at = Some(Utc::now() + Duration::minutes(minutes));
-        store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-        return Ok(started(&new, None));
+        return Ok(starts.action(new));
     }
     let runs_as_job = (id.owner == "Custom" || id.owner == "ThirdParty") && action_types::find_builtin(id).is_none();
     if !runs_as_job {
@@ -610,12 +647,11 @@ async fn start_action(
         } else {
             format!("{id} is run by AWS and this server cannot run it; use a custom action type and a job worker instead")
         };
-        return insert_failed(conn, scope, new, "JobFailed", message).await;
+        return Ok(starts.failed(new, "JobFailed", message));
     }
     let Some(t) = seen.action_type(conn, scope, id).await? else {
-        return insert_failed(conn, scope, new, "ConfigurationError", format!("{id} has been deleted; the action cannot run")).await;
+        return Ok(starts.failed(new, "ConfigurationError", format!("{id} has been deleted; the action cannot run")));
     };
-    store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
     let query_value = t.queryable_property().and_then(|p| resolved.get(&p.name)).and_then(Value::as_str).map(str::to_owned);
     let mut data = json!({
         "actionTypeId": id,
@@ -634,42 +670,20 @@ async fn start_action(
     if let Some(key) = store_for_region.and_then(|s| s.encryption_key.clone()) {
         data["encryptionKey"] = key;
     }
-    jobs::insert(
-        conn,
-        &NewJob {
-            job_id: Uuid::new_v4(),
-            account_id: scope.account_id,
-            pipeline_name: scope.pipeline,
-            execution_id: e.execution_id,
-            action_execution_id,
-            type_id: id,
-            query_value: query_value.as_deref(),
-            continuation_token: None,
-            data,
-        },
-    )
-    .await?;
-    Ok(started(&new, None))
+    starts.jobs.push(NewJob {
+        job_id: Uuid::new_v4(),
+        account_id: scope.account_id,
+        pipeline_name: scope.pipeline,
+        execution_id: e.execution_id,
+        action_execution_id,
+        type_id: id,
+        query_value,
+        continuation_token: None,
+        data,
+    });
+    Ok(starts.action(new))
 }
 
-/// Where an action just inserted stands.
-fn started(new: &NewAction<'_>, error_message: Option<String>) -> ActionState {
-    ActionState {
-        stage_name: new.stage_name.to_owned(),
-        action_name: new.action_name.to_owned(),
-        status: new.status.to_owned(),
-        error_message,
-    }
-}
-
-async fn insert_failed(conn: &mut PgConnection, scope: Scope<'_>, mut new: NewAction<'_>, code: &str, message: String) -> Result<ActionState, ApiError> {
-    new.status = "InProgress";
-    store::insert_action(conn, scope.account_id, scope.pipeline, &new).await?;
-    let update = ActionUpdate { status: Some("Failed"), error_code: Some(code), error_message: Some(&message), ..Default::default() };
-    store::update_action(conn, scope.account_id, new.action_execution_id, &update).await?;
-    new.status = "Failed";
-    Ok(started(&new, Some(message)))
-}
 
 /// Finishes (or updates) an in-progress action and lets the pipeline move
 /// on. False when the action was no longer in progress.

@@ -333,31 +333,46 @@ pub struct NewAction<'a> {
     pub timeout_at: Option<DateTime<Utc>>,
     /// The source revision a source action succeeded with at once.
     pub revision: Option<Value>,
+    /// Why an action that could not start failed: (code, message).
+    pub error: Option<(&'a str, String)>,
 }
 
-/// Inserts the current attempt of an action; an earlier one becomes history.
-pub async fn insert_action(conn: &mut PgConnection, account_id: &str, pipeline: &str, a: &NewAction<'_>) -> Result<(), sqlx::Error> {
+/// Inserts the current attempts of actions (of one execution's stage) in one
+/// statement; earlier attempts of the same actions become history.
+pub async fn insert_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str, actions: &[NewAction<'_>]) -> Result<(), sqlx::Error> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&NewAction<'_>) -> String| actions.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
-        "with earlier as (update action_execution set current = false \
-            where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $6 and action_name = $7 and current) \
+        "with new as (select * from unnest($3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], \
+                $10::jsonb[], $11::jsonb[], $12::uuid[], $13::timestamptz[], $14::jsonb[], $15::text[], $16::text[]) \
+            as n(execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, output, \
+                 approval_token, timeout_at, revision, error_code, error_message)), \
+         earlier as (update action_execution a set current = false from new \
+            where a.account_id = $1 and a.pipeline_name = $2 and a.execution_id = new.execution_id \
+              and a.stage_name = new.stage_name and a.action_name = new.action_name and a.current) \
          insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
-         action_name, run_order, status, input, output, approval_token, timeout_at, revision) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            action_name, run_order, status, input, output, approval_token, timeout_at, revision, error_code, error_message) \
+         select $1, $2, execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, \
+            output, approval_token, timeout_at, revision, error_code, error_message from new",
     )
     .bind(account_id)
     .bind(pipeline)
-    .bind(a.execution_id)
-    .bind(a.action_execution_id)
-    .bind(a.pipeline_version)
-    .bind(a.stage_name)
-    .bind(a.action_name)
-    .bind(a.run_order)
-    .bind(a.status)
-    .bind(&a.input)
-    .bind(&a.output)
-    .bind(a.approval_token)
-    .bind(a.timeout_at)
-    .bind(&a.revision)
+    .bind(actions.iter().map(|a| a.execution_id).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.action_execution_id).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.pipeline_version).collect::<Vec<_>>())
+    .bind(column(|a| a.stage_name.to_owned()))
+    .bind(column(|a| a.action_name.to_owned()))
+    .bind(actions.iter().map(|a| a.run_order).collect::<Vec<_>>())
+    .bind(column(|a| a.status.to_owned()))
+    .bind(actions.iter().map(|a| a.input.clone()).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.output.clone()).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.approval_token).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.timeout_at).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.revision.clone()).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0.to_owned())).collect::<Vec<_>>())
+    .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.clone())).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

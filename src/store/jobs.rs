@@ -19,28 +19,40 @@ pub struct NewJob<'a> {
     pub execution_id: Uuid,
     pub action_execution_id: Uuid,
     pub type_id: &'a ActionTypeId,
-    pub query_value: Option<&'a str>,
+    pub query_value: Option<String>,
     pub continuation_token: Option<&'a str>,
     pub data: Value,
 }
 
 pub async fn insert(conn: &mut PgConnection, j: &NewJob<'_>) -> Result<(), sqlx::Error> {
+    insert_many(conn, std::slice::from_ref(j)).await
+}
+
+/// Queues jobs (of one account and pipeline) in one statement.
+pub async fn insert_many(conn: &mut PgConnection, jobs: &[NewJob<'_>]) -> Result<(), sqlx::Error> {
+    let Some(first) = jobs.first() else { return Ok(()) };
+    let type_part = |f: fn(&ActionTypeId) -> &str| jobs.iter().map(|j| f(j.type_id).to_owned()).collect::<Vec<_>>();
     sqlx::query(
         "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
-         query_value, status, continuation_token, data) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'Queued', $11, $12)",
+         query_value, status, continuation_token, data) \
+         select job_id, $1, $2, execution_id, action_execution_id, owner, category, provider, version, query_value, 'Queued', \
+            continuation_token, data \
+         from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+            $12::jsonb[]) as n(job_id, execution_id, action_execution_id, owner, category, provider, version, query_value, \
+            continuation_token, data)",
     )
-    .bind(j.job_id)
-    .bind(j.account_id)
-    .bind(j.pipeline_name)
-    .bind(j.execution_id)
-    .bind(j.action_execution_id)
-    .bind(&j.type_id.owner)
-    .bind(&j.type_id.category)
-    .bind(&j.type_id.provider)
-    .bind(&j.type_id.version)
-    .bind(j.query_value)
-    .bind(j.continuation_token)
-    .bind(&j.data)
+    .bind(first.account_id)
+    .bind(first.pipeline_name)
+    .bind(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.execution_id).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.action_execution_id).collect::<Vec<_>>())
+    .bind(type_part(|t| &t.owner))
+    .bind(type_part(|t| &t.category))
+    .bind(type_part(|t| &t.provider))
+    .bind(type_part(|t| &t.version))
+    .bind(jobs.iter().map(|j| j.query_value.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.continuation_token.map(str::to_owned)).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.data.clone()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
