@@ -4,7 +4,7 @@ use std::process::Command;
 
 use millrace::config::Config;
 
-use crate::helpers::{TestAccount, TestServer, error_code, simple_pipeline};
+use crate::helpers::{TestAccount, TestServer, error_code, refused_soon, simple_pipeline};
 
 pub fn admin(server: &TestServer, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_millrace"))
@@ -52,7 +52,7 @@ async fn create_account_makes_a_tenant_whose_keys_work_and_whose_view_is_empty()
     assert!(!text.contains(second.secret_access_key.as_str()), "list-accounts must not print secrets");
 
     assert!(admin(&server, &["delete-access-key", "--access-key-id", &second.access_key_id]).status.success());
-    let err = server.client(&second).list_pipelines().send().await.unwrap_err();
+    let err = refused_soon(&server.client(&second)).await;
     assert_eq!(error_code(&err), "UnrecognizedClientException");
 
     let dup = admin(&server, &["create-account", "--name", "again", "--account-id", "123456789012"]);

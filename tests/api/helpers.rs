@@ -347,6 +347,19 @@ fn axum_headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
 }
 
 
+/// Calls ListPipelines until it fails (up to 5 s): a deleted access key
+/// stops working once every server has heard of it, within milliseconds.
+pub async fn refused_soon(client: &Client) -> aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::list_pipelines::ListPipelinesError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match client.list_pipelines().send().await {
+            Err(err) => return err,
+            Ok(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(5)).await,
+            Ok(_) => panic!("a deleted access key still works after 5 s"),
+        }
+    }
+}
+
 /// A small valid two-stage pipeline of built-in actions (S3 source, CodeBuild).
 pub fn simple_pipeline(name: &str) -> aws_sdk_codepipeline::types::PipelineDeclaration {
     use aws_sdk_codepipeline::types::*;
