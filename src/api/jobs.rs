@@ -42,14 +42,6 @@ fn type_not_found(id: &ActionTypeId) -> ApiError {
     ApiError::new(ErrorCode::ActionTypeNotFoundException, format!("{id} was not found or has been deleted"))
 }
 
-/// Checks that `id` is a live type of this account with the given owner and
-/// that `query_param` matches its queryable property; returns the value to
-/// match jobs against.
-pub async fn check_poll(cx: &Cx, id: &ActionTypeId, owner: &str, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
-    let row = pollable_type(cx, id, owner).await?;
-    query_value(&row.definition.0, query_param)
-}
-
 /// The value jobs must have for a poll with `query_param` of type `t`.
 fn query_value(t: &ActionType, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
     let id = &t.id;
