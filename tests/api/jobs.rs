@@ -401,31 +401,56 @@ async fn fan_out_under_concurrent_results(mode: ExecutionMode) {
     ids.push(first.pipeline_execution_summaries().last().unwrap().pipeline_execution_id().unwrap().to_owned());
     let expected = ids.len() * 5;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let workers = (0..8).map(|i| {
-        let client = if i % 2 == 0 { c1.clone() } else { c2.clone() };
-        let done = done.clone();
-        tokio::spawn(async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while done.load(std::sync::atomic::Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
-                let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(2).send().await.unwrap();
-                if out.jobs().is_empty() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let client = if i % 2 == 0 { c1.clone() } else { c2.clone() };
+            let (done, stop) = (done.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(2).send().await.unwrap();
+                    if out.jobs().is_empty() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    for job in out.jobs() {
+                        client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+                        client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                 }
-                for job in out.jobs() {
-                    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
-                    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
-                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
+            })
         })
-    });
-    for w in workers.collect::<Vec<_>>() {
+        .collect();
+    // Until every execution has ended (or a minute has passed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut statuses = Vec::new();
+    while std::time::Instant::now() < deadline {
+        statuses.clear();
+        for id in &ids {
+            let e = c1.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap();
+            statuses.push(e.pipeline_execution().unwrap().status().unwrap().clone());
+        }
+        if !statuses.iter().any(|s| *s == PipelineExecutionStatus::InProgress) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for w in workers {
         w.await.unwrap();
     }
-    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), expected, "every Work and Final job ran once");
-    for id in ids {
-        let e = c1.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
-        assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded), "{id}");
+    let done = done.load(std::sync::atomic::Ordering::SeqCst);
+    if mode == ExecutionMode::Superseded {
+        // Executions waiting at a stage give way to newer ones; the newest
+        // started runs to the end.
+        assert!(statuses.iter().all(|s| matches!(s, PipelineExecutionStatus::Succeeded | PipelineExecutionStatus::Superseded)), "{statuses:?}");
+        let listed = c1.list_pipeline_executions().pipeline_name("p").send().await.unwrap();
+        let newest = &listed.pipeline_execution_summaries()[0];
+        assert_eq!(newest.status(), Some(&PipelineExecutionStatus::Succeeded), "{statuses:?}");
+        assert!(done <= expected);
+    } else {
+        assert!(statuses.iter().all(|s| *s == PipelineExecutionStatus::Succeeded), "{statuses:?}");
+        assert_eq!(done, expected, "every Work and Final job ran once");
     }
 }
 
@@ -437,4 +462,9 @@ async fn parallel_executions_fan_out_under_concurrent_results() {
 #[tokio::test]
 async fn queued_executions_fan_out_under_concurrent_results() {
     fan_out_under_concurrent_results(ExecutionMode::Queued).await;
+}
+
+#[tokio::test]
+async fn superseded_executions_fan_out_under_concurrent_results() {
+    fan_out_under_concurrent_results(ExecutionMode::Superseded).await;
 }
