@@ -221,6 +221,13 @@ impl Seen {
         Ok(self.disabled.as_ref().expect("loaded"))
     }
 
+    /// Whether a disabled transition keeps executions out of stage `i`.
+    async fn blocked(&mut self, conn: &mut PgConnection, scope: Scope<'_>, decl: &PipelineDeclaration, i: usize) -> Result<bool, ApiError> {
+        let disabled = self.disabled(conn, scope).await?;
+        Ok(disabled.contains(&(decl.stages[i].name.clone(), "Inbound".into()))
+            || (i > 0 && disabled.contains(&(decl.stages[i - 1].name.clone(), "Outbound".into()))))
+    }
+
     async fn action_type(&mut self, conn: &mut PgConnection, scope: Scope<'_>, id: &ActionTypeId) -> Result<Option<ActionType>, ApiError> {
         if let Some(t) = self.types.get(id) {
             return Ok(t.clone());
@@ -344,10 +351,7 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
             return Ok(Step::Idle);
         }
     }
-    let disabled = seen.disabled(conn, scope).await?;
-    let blocked = disabled.contains(&(stage.name.clone(), "Inbound".into()))
-        || (i > 0 && disabled.contains(&(decl.stages[i - 1].name.clone(), "Outbound".into())));
-    if blocked {
+    if seen.blocked(conn, scope, decl, i).await? {
         return Ok(Step::Idle);
     }
     if e.execution_mode != "PARALLEL" && store::stage_occupied(conn, account, pipeline, e.stage_index, e.execution_id).await? {
@@ -423,6 +427,17 @@ async fn step_stage(
     // A rollback re-runs one stage only.
     let done = if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
         Move { stage: Some((&stage.name, "Succeeded")), status: Some("Succeeded"), ..Default::default() }
+    } else if e.execution_mode == "PARALLEL" && e.status == "InProgress" && !seen.blocked(conn, scope, decl, i + 1).await? {
+        // Nothing else decides when a PARALLEL execution enters a stage:
+        // leave this one and enter the next in one statement.
+        let next = &decl.stages[i + 1];
+        let enter = Move {
+            stage: Some((&stage.name, "Succeeded")),
+            enter: Some(&next.name),
+            position: Some((e.stage_index + 1, "Running")),
+            ..Default::default()
+        };
+        return Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?, Some(Vec::new())));
     } else {
         Move { stage: Some((&stage.name, "Succeeded")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
     };

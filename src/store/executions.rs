@@ -198,6 +198,8 @@ pub async fn list_executions(
 pub struct Move<'a> {
     /// (stage name, status) to record for the stage.
     pub stage: Option<(&'a str, &'a str)>,
+    /// A stage it enters at once after that one (recorded InProgress).
+    pub enter: Option<&'a str>,
     /// A final status sets the phase to Done.
     pub status: Option<&'a str>,
     pub summary: Option<&'a str>,
@@ -209,7 +211,8 @@ pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline:
     sqlx::query_as(&format!(
         "with stage as ( \
             insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) \
-            select $1, $2, $3, $4, $5 where $4::text is not null \
+            select $1, $2, $3, s.name, s.status from (values ($4::text, $5::text), ($10::text, 'InProgress')) s(name, status) \
+            where s.name is not null \
             on conflict (account_id, pipeline_name, execution_id, stage_name) do update set status = excluded.status, updated_at = now()) \
          update pipeline_execution set status = coalesce($6, status), status_summary = coalesce($7, status_summary), \
             stage_index = coalesce($8, stage_index), \
@@ -226,6 +229,7 @@ pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline:
     .bind(m.summary)
     .bind(m.position.map(|p| p.0))
     .bind(m.position.map(|p| p.1))
+    .bind(m.enter)
     .fetch_one(conn)
     .await
 }

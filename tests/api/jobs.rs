@@ -430,7 +430,7 @@ async fn fan_out_under_concurrent_results(mode: ExecutionMode) {
             let e = c1.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap();
             statuses.push(e.pipeline_execution().unwrap().status().unwrap().clone());
         }
-        if !statuses.iter().any(|s| *s == PipelineExecutionStatus::InProgress) {
+        if !statuses.contains(&PipelineExecutionStatus::InProgress) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
