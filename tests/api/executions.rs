@@ -494,37 +494,23 @@ async fn aws_providers_this_server_cannot_run_fail_with_a_clear_message() {
     assert_eq!(first.status(), Some(&PipelineExecutionStatus::Failed));
     assert!(first.status_summary().unwrap().contains("PutActionRevision"), "{:?}", first.status_summary());
     // With a revision, the S3 source succeeds and CodeBuild fails with a reason.
-    let out = client
-        .put_action_revision()
-        .pipeline_name("web")
-        .stage_name("Source")
-        .action_name("Fetch")
-        .action_revision(ActionRevision::builder().revision_id("v1").revision_change_id("v1").created(aws_smithy_types::DateTime::from_secs(0)).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    // Revision v1 of the given action of stage Source.
+    let put_v1 = |action: &'static str| {
+        client
+            .put_action_revision()
+            .pipeline_name("web")
+            .stage_name("Source")
+            .action_name(action)
+            .action_revision(ActionRevision::builder().revision_id("v1").revision_change_id("v1").created(aws_smithy_types::DateTime::from_secs(0)).build().unwrap())
+            .send()
+    };
+    let out = put_v1("Fetch").await.unwrap();
     let id = out.pipeline_execution_id().unwrap();
     let e = client.get_pipeline_execution().pipeline_name("web").pipeline_execution_id(id).send().await.unwrap();
     assert!(e.pipeline_execution().unwrap().status_summary().unwrap().contains("cannot run"));
-    let again = client
-        .put_action_revision()
-        .pipeline_name("web")
-        .stage_name("Source")
-        .action_name("Fetch")
-        .action_revision(ActionRevision::builder().revision_id("v1").revision_change_id("v1").created(aws_smithy_types::DateTime::from_secs(0)).build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let again = put_v1("Fetch").await.unwrap();
     assert!(!again.new_revision() && again.pipeline_execution_id().is_none(), "a known revision starts nothing");
-    let err = client
-        .put_action_revision()
-        .pipeline_name("web")
-        .stage_name("Source")
-        .action_name("Nope")
-        .action_revision(ActionRevision::builder().revision_id("v1").revision_change_id("v1").created(aws_smithy_types::DateTime::from_secs(0)).build().unwrap())
-        .send()
-        .await
-        .unwrap_err();
+    let err = put_v1("Nope").await.unwrap_err();
     assert_eq!(error_code(&err), "ActionNotFoundException");
 }
 
