@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Cx, Empty};
@@ -20,8 +20,8 @@ use crate::engine::{self, Ended};
 use crate::pipeline::ActionTypeId;
 use crate::pipeline::action_types::ActionType;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::store::executions::{self as executions, ActionUpdate};
-use crate::store::jobs::{self, JobRow, LockedJob};
+use crate::store::executions::{self as executions, ActionUpdate, Updated};
+use crate::store::jobs::{self, EndUnlessLast, JobRow, LockedJob};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
@@ -201,60 +201,46 @@ pub struct ExecutionDetails {
 /// Output variables of one action together (DIGEST §5.2).
 const MAX_OUTPUT_VARIABLES_BYTES: usize = 122_880;
 
-fn invalid_state(job: &JobRow) -> ApiError {
-    ApiError::new(ErrorCode::InvalidJobStateException, format!("Job {} is {}, not InProgress", job.job_id, job.status))
+fn invalid_state(job_id: &str, status: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidJobStateException, format!("Job {job_id} is {status}, not InProgress"))
 }
 
-/// `{ExternalExecutionId}` and `{Config:Name}` in the type's execution URL template.
-async fn execution_url(conn: &mut PgConnection, cx: &Cx, job: &JobRow, external_id: &str) -> Result<Option<String>, ApiError> {
-    let Ok(id) = serde_json::from_value::<ActionTypeId>(job.data["actionTypeId"].clone()) else { return Ok(None) };
-    let Some(row) = type_store::get(conn, &cx.account_id, &id).await? else { return Ok(None) };
-    let Some(template) = row.definition.0.settings.and_then(|s| s.execution_url_template) else { return Ok(None) };
-    let mut url = template.replace("{ExternalExecutionId}", external_id);
-    for (k, v) in job.data["actionConfiguration"]["configuration"].as_object().into_iter().flatten() {
-        url = url.replace(&format!("{{Config:{k}}}"), v.as_str().unwrap_or_default());
+/// Ends a job of `owner` and its action. Most results of a fan-out stage
+/// decide nothing about the execution and take one statement; the stage's
+/// last one runs the engine in a transaction under the result's locks.
+async fn end_job(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
+    let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
+    match jobs::end_unless_last(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await? {
+        EndUnlessLast::NotFound => return Err(job_not_found(job_id)),
+        EndUnlessLast::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
+        EndUnlessLast::Ended => return Ok(()),
+        EndUnlessLast::Last => {}
     }
-    Ok(Some(url))
+    let (mut tx, LockedJob { job, pipeline, .. }) = lock_job(cx, job_id, owner).await?;
+    let scope = cx.scope(&job.pipeline_name, pipeline);
+    let ended = engine::complete_job(&mut tx, scope, job.job_id, job_status, job.action_execution_id, update).await?;
+    if ended == Ended::JobNotInProgress {
+        // The row read with the lock may predate a result that committed
+        // while this one waited: the compare-and-set decided.
+        let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.map_or(job.status, |j| j.status);
+        return Err(invalid_state(job_id, &now));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Begins a result's transaction: reads the job (of this account and
-/// owner) and takes the locks a result needs (`jobs::lock_job`).
+/// owner) with the locks a result needs (`jobs::lock_job`).
 async fn lock_job(cx: &Cx, job_id: &str, owner: &str) -> Result<(Transaction<'static, Postgres>, LockedJob), ApiError> {
     let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
     let mut tx = cx.pool().begin().await?;
     let locked = jobs::lock_job(&mut tx, &cx.account_id, uuid).await?.filter(|l| l.job.owner == owner).ok_or_else(|| job_not_found(job_id))?;
-    let job = &locked.job;
-    if locked.execution_mode == "PARALLEL" {
-        executions::lock_execution(&mut tx, &cx.account_id, &job.pipeline_name, job.execution_id).await?;
-    } else {
-        executions::lock_pipeline_engine(&mut tx, &cx.account_id, &job.pipeline_name).await?;
-    }
     Ok((tx, locked))
 }
 
-/// InProgress → `status` for the job; InvalidJobStateException if it was
-/// not in progress (the row read with the lock may predate a result that
-/// committed while this one waited, so the compare-and-set decides).
-async fn finish(conn: &mut PgConnection, cx: &Cx, job: &JobRow, status: &str) -> Result<(), ApiError> {
-    if jobs::finish(conn, &cx.account_id, job.job_id, status).await? {
-        return Ok(());
-    }
-    let now = jobs::get(conn, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
-    Err(invalid_state(&now))
-}
-
-/// InvalidJobStateException when the job was not in progress (nothing changed).
-async fn not_in_progress(conn: &mut PgConnection, cx: &Cx, job: &JobRow, ended: Ended) -> Result<(), ApiError> {
-    if ended != Ended::JobNotInProgress {
-        return Ok(());
-    }
-    let now = jobs::get(conn, &cx.account_id, job.job_id).await?.unwrap_or_else(|| job.clone());
-    Err(invalid_state(&now))
-}
-
-/// Completes a job of `owner` with success, in the pipeline's transaction.
+/// Completes a job of `owner` with success, or queues its next job when
+/// the worker sent a continuation token.
 pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessResultInput) -> Result<(), ApiError> {
-    let (mut tx, LockedJob { job, pipeline, .. }) = lock_job(cx, job_id, owner).await?;
     if let Some(vars) = &input.output_variables {
         if input.continuation_token.is_some() {
             return Err(ApiError::validation("outputVariables can only be sent with a result that has no continuationToken"));
@@ -268,10 +254,6 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
         }
     }
     let details = input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
-    let url = match &details.external_execution_id {
-        Some(x) => execution_url(&mut tx, cx, &job, x).await?,
-        None => None,
-    };
     let revision = input.current_revision.map(|r| {
         let mut rev = json!({"revisionId": r["revision"], "revisionChangeId": r["changeIdentifier"]});
         if let Some(c) = parse_timestamp(&r["created"]) {
@@ -285,44 +267,25 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
     let mut update = ActionUpdate {
         summary: details.summary.as_deref(),
         external_execution_id: details.external_execution_id.as_deref(),
-        external_execution_url: url.as_deref(),
         percent_complete: details.percent_complete,
         revision,
         ..Default::default()
     };
-    match input.continuation_token {
-        Some(token) => {
-            // The action goes on: a new job carries the token to the next poll.
-            let mut data = job.data.clone();
-            data["continuationToken"] = json!(token);
-            let type_id: ActionTypeId = serde_json::from_value(job.data["actionTypeId"].clone()).map_err(ApiError::internal)?;
-            finish(&mut tx, cx, &job, "Succeeded").await?;
-            jobs::insert(
-                &mut tx,
-                &jobs::NewJob {
-                    job_id: Uuid::new_v4(),
-                    account_id: &cx.account_id,
-                    pipeline_name: &job.pipeline_name,
-                    execution_id: job.execution_id,
-                    action_execution_id: job.action_execution_id,
-                    type_id: &type_id,
-                    query_value: job.query_value.clone(),
-                    continuation_token: Some(&token),
-                    data,
-                },
-            )
-            .await?;
-            executions::update_action(&mut tx, &cx.account_id, job.action_execution_id, &update).await?;
+    let Some(token) = input.continuation_token else {
+        update.status = Some("Succeeded");
+        update.output = input.output_variables.map(|vars| json!({"outputVariables": vars}));
+        return end_job(cx, job_id, owner, "Succeeded", &update).await;
+    };
+    // The action goes on: a new job carries the token to the next poll.
+    let (mut tx, LockedJob { job, .. }) = lock_job(cx, job_id, owner).await?;
+    match executions::update_action_of(&mut tx, &cx.account_id, job.action_execution_id, &update, Some((job.job_id, "Succeeded"))).await? {
+        Updated::JobNotInProgress => {
+            let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.map_or(job.status, |j| j.status);
+            return Err(invalid_state(job_id, &now));
         }
-        None => {
-            update.status = Some("Succeeded");
-            if let Some(vars) = input.output_variables {
-                update.output = Some(json!({"outputVariables": vars}));
-            }
-            let scope = cx.scope(&job.pipeline_name, pipeline);
-            let ended = engine::complete_job(&mut tx, scope, job.job_id, "Succeeded", job.action_execution_id, &update).await?;
-            not_in_progress(&mut tx, cx, &job, ended).await?;
-        }
+        // Stopped or abandoned meanwhile: the job ends, nothing follows it.
+        Updated::NotInProgress => {}
+        Updated::Action(_) => jobs::continue_with(&mut tx, &cx.account_id, job.job_id, Uuid::new_v4(), &token).await?,
     }
     tx.commit().await?;
     Ok(())
@@ -352,9 +315,8 @@ pub struct FailureDetails {
     external_execution_id: Option<String>,
 }
 
-/// Completes a job of `owner` with failure, in the pipeline's transaction.
+/// Completes a job of `owner` with failure.
 pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -> Result<(), ApiError> {
-    let (mut tx, LockedJob { job, pipeline, .. }) = lock_job(cx, job_id, owner).await?;
     let update = ActionUpdate {
         status: Some("Failed"),
         error_code: Some(&details.kind),
@@ -362,10 +324,7 @@ pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -
         external_execution_id: details.external_execution_id.as_deref(),
         ..Default::default()
     };
-    let ended = engine::complete_job(&mut tx, cx.scope(&job.pipeline_name, pipeline), job.job_id, "Failed", job.action_execution_id, &update).await?;
-    not_in_progress(&mut tx, cx, &job, ended).await?;
-    tx.commit().await?;
-    Ok(())
+    end_job(cx, job_id, owner, "Failed", &update).await
 }
 
 /// Errors: ValidationException, JobNotFoundException, InvalidJobStateException.

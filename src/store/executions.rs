@@ -2,9 +2,10 @@
 //! revisions. Callers hold the pipeline's row lock (see the migration) for
 //! any write: [`lock_pipeline`] exclusively, or, on the hot paths (workers'
 //! results, StartPipelineExecution), [`lock_pipeline_shared`] followed by
-//! [`lock_execution`] (a result of a PARALLEL execution), nothing more (a
-//! PARALLEL start: its execution is new) or [`lock_pipeline_engine`]
+//! the execution's row lock (a result of a PARALLEL execution), nothing
+//! more (a PARALLEL start: its execution is new) or [`lock_pipeline_engine`]
 //! (other modes). Always in that order, so lock waits never form a cycle.
+//! Results take their locks in `millrace_lock_job` (migration 0012).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -46,19 +47,6 @@ pub async fn lock_pipeline_engine(conn: &mut PgConnection, account_id: &str, pip
     sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
         .bind(account_id)
         .bind(pipeline)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// With the share lock, orders the changes to one PARALLEL execution (its
-/// actions' results race to be the last one out of a stage). A PARALLEL
-/// execution never waits for or moves another, so nothing else is needed.
-pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update")
-        .bind(account_id)
-        .bind(pipeline)
-        .bind(execution_id)
         .execute(conn)
         .await?;
     Ok(())
@@ -456,7 +444,6 @@ pub struct ActionUpdate<'a> {
     pub status: Option<&'a str>,
     pub summary: Option<&'a str>,
     pub external_execution_id: Option<&'a str>,
-    pub external_execution_url: Option<&'a str>,
     pub percent_complete: Option<i32>,
     pub error_code: Option<&'a str>,
     pub error_message: Option<&'a str>,
@@ -495,15 +482,16 @@ pub async fn update_action_of(
     // The stage's other current actions come from the statement's snapshot,
     // which this update does not change; the updated one from RETURNING.
     let row = sqlx::query(&format!(
-        "with j as (update job set status = $14, updated_at = now() \
-            where account_id = $1 and job_id = $13 and status = 'InProgress' returning job_id), \
+        "with j as (update job set status = $13, updated_at = now() \
+            where account_id = $1 and job_id = $12 and status = 'InProgress' returning job_id), \
          a as (update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
-            external_execution_id = coalesce($5, external_execution_id), external_execution_url = coalesce($6, external_execution_url), \
-            percent_complete = coalesce($7, percent_complete), error_code = coalesce($8, error_code), \
-            error_message = coalesce($9, error_message), updated_by = coalesce($10, updated_by), revision = coalesce($11, revision), \
-            output = output || coalesce($12, '{{}}'::jsonb), updated_at = now() \
+            external_execution_id = coalesce($5, external_execution_id), \
+            external_execution_url = coalesce(millrace_execution_url($1, $12, $5), external_execution_url), \
+            percent_complete = coalesce($6, percent_complete), error_code = coalesce($7, error_code), \
+            error_message = coalesce($8, error_message), updated_by = coalesce($9, updated_by), revision = coalesce($10, revision), \
+            output = output || coalesce($11, '{{}}'::jsonb), updated_at = now() \
             where account_id = $1 and action_execution_id = $2 and status = 'InProgress' \
-              and ($13::uuid is null or exists (select 1 from j)) \
+              and ($12::uuid is null or exists (select 1 from j)) \
             returning pipeline_name, execution_id, stage_name, action_name, status, error_message) \
          select exists (select 1 from j) as job_ended, {}, \
             (select coalesce(jsonb_agg(jsonb_build_object('stage_name', o.stage_name, 'action_name', o.action_name, 'status', o.status, \
@@ -520,7 +508,6 @@ pub async fn update_action_of(
     .bind(u.status)
     .bind(u.summary)
     .bind(u.external_execution_id)
-    .bind(u.external_execution_url)
     .bind(u.percent_complete)
     .bind(u.error_code)
     .bind(u.error_message)

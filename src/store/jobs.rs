@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::pipeline::ActionTypeId;
 use crate::pipeline::action_types::ActionType;
-use crate::store::executions::LockedPipeline;
+use crate::store::executions::{ActionUpdate, LockedPipeline};
 
 pub struct NewJob<'a> {
     pub job_id: Uuid,
@@ -173,23 +173,61 @@ pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Res
     .await
 }
 
-/// Reads a job and takes its pipeline's row lock in share mode, in one
-/// round trip: what a worker's result needs first. The share lock keeps out
-/// everything that takes the pipeline lock (`executions::lock_pipeline`),
-/// but not other results; the caller then serialises with those as the
-/// execution's mode requires (see `store::executions`).
+/// Reads a job and takes the locks its result needs, in one round trip
+/// (`millrace_lock_job`, migration 0012): the pipeline row in share mode,
+/// which keeps out everything that takes it exclusively
+/// (`executions::lock_pipeline`), then the execution row (PARALLEL) or the
+/// pipeline's engine lock (other modes), as `store::executions` describes.
 pub async fn lock_job(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<LockedJob>, sqlx::Error> {
-    sqlx::query_as(
-        "select j.job_id, j.account_id, j.pipeline_name, j.execution_id, j.action_execution_id, j.owner, j.status, j.nonce, j.data, \
-                j.timeout_at, j.query_value, p.current_version, p.generation, e.execution_mode \
-         from job j join pipeline p on p.account_id = j.account_id and p.name = j.pipeline_name \
-         join pipeline_execution e on e.account_id = j.account_id and e.pipeline_name = j.pipeline_name and e.execution_id = j.execution_id \
-         where j.account_id = $1 and j.job_id = $2 for share of p",
-    )
-    .bind(account_id)
-    .bind(job_id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as("select * from millrace_lock_job($1, $2)").bind(account_id).bind(job_id).fetch_optional(conn).await
+}
+
+/// What [`end_unless_last`] did.
+#[derive(Debug, PartialEq)]
+pub enum EndUnlessLast {
+    NotFound,
+    /// The job was not in progress (its status): nothing changed.
+    NotInProgress(String),
+    /// The job and its action ended; nothing else follows from them.
+    Ended,
+    /// The action may be the last of its stage to end: nothing changed, the
+    /// engine must decide (in a transaction with [`lock_job`]).
+    Last,
+}
+
+/// A result that decides nothing about its execution, in one statement of
+/// its own (`millrace_end_job_unless_last`, migration 0012): most results
+/// of a fan-out stage.
+pub async fn end_unless_last(
+    conn: &mut PgConnection,
+    account_id: &str,
+    job_id: Uuid,
+    owner: &str,
+    job_status: &str,
+    u: &ActionUpdate<'_>,
+) -> Result<EndUnlessLast, sqlx::Error> {
+    let (outcome, status): (String, Option<String>) =
+        sqlx::query_as("select * from millrace_end_job_unless_last($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+            .bind(account_id)
+            .bind(job_id)
+            .bind(owner)
+            .bind(job_status)
+            .bind(u.status)
+            .bind(u.summary)
+            .bind(u.external_execution_id)
+            .bind(u.percent_complete)
+            .bind(u.error_code)
+            .bind(u.error_message)
+            .bind(&u.revision)
+            .bind(&u.output)
+            .fetch_one(conn)
+            .await?;
+    Ok(match outcome.as_str() {
+        "not_found" => EndUnlessLast::NotFound,
+        "not_in_progress" => EndUnlessLast::NotInProgress(status.unwrap_or_default()),
+        "ended" => EndUnlessLast::Ended,
+        _ => EndUnlessLast::Last,
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -245,17 +283,23 @@ pub async fn acknowledge_owned(
     Ok(done.rows_affected() > 0)
 }
 
-/// InProgress → `status`; false when the job was not in progress.
-pub async fn finish(conn: &mut PgConnection, account_id: &str, job_id: Uuid, status: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update job set status = $3, updated_at = now() where job_id = $1 and account_id = $2 and status = 'InProgress'",
+/// Queues the next job of an action whose worker answered with a
+/// continuation token: the same work, carrying the token.
+pub async fn continue_with(conn: &mut PgConnection, account_id: &str, job_id: Uuid, next_id: Uuid, token: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
+            query_value, status, continuation_token, data) \
+         select $3, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, query_value, \
+            'Queued', $4, jsonb_set(data, '{continuationToken}', to_jsonb($4::text)) \
+         from job where account_id = $1 and job_id = $2",
     )
-    .bind(job_id)
     .bind(account_id)
-    .bind(status)
+    .bind(job_id)
+    .bind(next_id)
+    .bind(token)
     .execute(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(())
 }
 
 /// Ends every unfinished job of the given action executions (stopped or

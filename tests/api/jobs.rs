@@ -468,3 +468,70 @@ async fn queued_executions_fan_out_under_concurrent_results() {
 async fn superseded_executions_fan_out_under_concurrent_results() {
     fan_out_under_concurrent_results(ExecutionMode::Superseded).await;
 }
+
+/// The first result of a two-action stage decides nothing (one statement),
+/// the second ends the stage (the engine): both fill the execution URL from
+/// the type's template, and a failure that comes first still fails the
+/// stage once the other action is done.
+#[tokio::test]
+async fn results_before_and_at_the_end_of_a_stage_record_the_same_details() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    custom_action_type(&client, "Source", "Repo", &[]).await;
+    client
+        .create_custom_action_type()
+        .category(ActionCategory::Build)
+        .provider("Worker")
+        .version("1")
+        .settings(ActionTypeSettings::builder().execution_url_template("https://ci.example/{Config:Pool}/{ExternalExecutionId}").build())
+        .configuration_properties(
+            ActionConfigurationProperty::builder().name("Pool").required(true).key(true).secret(false).build().unwrap(),
+        )
+        .input_artifact_details(ArtifactDetails::builder().minimum_count(0).maximum_count(5).build())
+        .output_artifact_details(ArtifactDetails::builder().minimum_count(0).maximum_count(5).build())
+        .send()
+        .await
+        .unwrap();
+    let p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue"), work_action("B", "green")])]);
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    let work = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(2).send().await.unwrap();
+    assert_eq!(work.jobs().len(), 2);
+    for job in work.jobs() {
+        client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    }
+    let action_of = |job: &Job| job.data().unwrap().pipeline_context().unwrap().action().unwrap().name().unwrap().to_owned();
+    let (first, second) = (&work.jobs()[0], &work.jobs()[1]);
+    let failure = FailureDetails::builder().r#type(FailureType::JobFailed).message("tests failed").external_execution_id("run-1").build().unwrap();
+    client.put_job_failure_result().job_id(first.id().unwrap()).failure_details(failure).send().await.unwrap();
+    let again = client.put_job_success_result().job_id(first.id().unwrap()).send().await.unwrap_err();
+    assert_eq!(error_code(&again), "InvalidJobStateException");
+
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let stage = &state.stage_states()[1];
+    assert_eq!(stage.latest_execution().unwrap().status(), &StageExecutionStatus::InProgress, "the other action still runs");
+    let action = |state: &aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput, name: &str| {
+        state.stage_states()[1].action_states().iter().find(|a| a.action_name() == Some(name)).unwrap().latest_execution().unwrap().clone()
+    };
+    let failed = action(&state, &action_of(first));
+    assert_eq!(failed.status(), Some(&ActionExecutionStatus::Failed));
+    let pool = |job: &Job| job.data().unwrap().action_configuration().unwrap().configuration().unwrap()["Pool"].clone();
+    assert_eq!(failed.external_execution_url(), Some(format!("https://ci.example/{}/run-1", pool(first)).as_str()));
+
+    let details = ExecutionDetails::builder().external_execution_id("run-2").summary("built").build();
+    client.put_job_success_result().job_id(second.id().unwrap()).execution_details(details).send().await.unwrap();
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[1].latest_execution().unwrap().status(), &StageExecutionStatus::Failed);
+    let succeeded = action(&state, &action_of(second));
+    assert_eq!(succeeded.status(), Some(&ActionExecutionStatus::Succeeded));
+    assert_eq!(succeeded.summary(), Some("built"));
+    assert_eq!(succeeded.external_execution_url(), Some(format!("https://ci.example/{}/run-2", pool(second)).as_str()));
+    let id = state.stage_states()[1].latest_execution().unwrap().pipeline_execution_id().to_owned();
+    let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap();
+    let e = e.pipeline_execution().unwrap();
+    assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
+    assert!(e.status_summary().unwrap().contains("tests failed"), "{:?}", e.status_summary());
+}
