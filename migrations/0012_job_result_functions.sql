@@ -1,9 +1,10 @@
 -- A worker's job result, the hottest write path, in as few round trips as
--- the locking protocol allows (see `store::executions`). These are PL/pgSQL
--- rather than single SQL statements because each statement of a volatile
--- function takes a new snapshot: what is read after a lock wait includes
--- what the lock's previous holder committed. One statement would read its
--- siblings from a snapshot older than the lock.
+-- the locking protocol allows (see `store::executions`). PL/pgSQL rather
+-- than single SQL statements: each statement of a volatile function takes a
+-- new snapshot, so what is read after a lock wait includes what the lock's
+-- previous holder committed (one statement would read the stage's other
+-- actions from a snapshot older than the lock), and the locks are taken in
+-- the documented order.
 
 -- Reads a job of the account and takes the locks its result needs: the
 -- pipeline row in share mode, then the execution row (PARALLEL) or the
@@ -72,13 +73,86 @@ begin
 end
 $$;
 
--- A job's result when it decides nothing about its execution: the action
--- was no longer in progress, the execution has ended, or another action of
--- the stage is still in progress (the engine waits for the last one). Then
--- it ends the job and the action in this one statement and answers 'ended'.
--- Otherwise it changes nothing and answers 'last': the caller runs the
--- engine in a transaction of its own. 'not_found' and 'not_in_progress'
--- (with the job's status) change nothing either.
+-- Applies an update to an action execution that is still in progress and
+-- answers what the engine needs of it (no row: it was not in progress).
+-- Null arguments leave their column as it was; `p_output` is merged.
+create function millrace_update_action(
+    p_account text, p_action uuid, p_status text, p_summary text, p_external_id text, p_external_url text,
+    p_percent integer, p_error_code text, p_error_message text, p_updated_by text, p_revision jsonb, p_output jsonb)
+returns table (pipeline_name text, execution_id uuid, stage_name text, action_name text, status text, error_message text)
+language sql as $$
+    update action_execution x
+       set status = coalesce(p_status, x.status), summary = coalesce(p_summary, x.summary),
+           external_execution_id = coalesce(p_external_id, x.external_execution_id),
+           external_execution_url = coalesce(p_external_url, x.external_execution_url),
+           percent_complete = coalesce(p_percent, x.percent_complete), error_code = coalesce(p_error_code, x.error_code),
+           error_message = coalesce(p_error_message, x.error_message), updated_by = coalesce(p_updated_by, x.updated_by),
+           revision = coalesce(p_revision, x.revision), output = x.output || coalesce(p_output, '{}'), updated_at = now()
+     where x.account_id = p_account and x.action_execution_id = p_action and x.status = 'InProgress'
+    returning x.pipeline_name, x.execution_id, x.stage_name, x.action_name, x.status, x.error_message
+$$;
+
+-- A worker's result (or a job's timeout), up to where the engine takes
+-- over, in one round trip: takes the locks (`millrace_lock_job`), ends the
+-- job if it is in progress and its action if that is, and answers the
+-- execution and where its stage's current actions now stand, which is all
+-- the engine needs to decide what follows (usually nothing: other actions
+-- of the stage are still running). `p_owner` null: a job of any owner.
+-- outcome 'not_found' and 'not_in_progress' (with the job's status) change
+-- nothing; 'ended' without an execution: the action was not in progress.
+create function millrace_end_job(
+    p_account text, p_job uuid, p_owner text, p_job_status text, p_status text, p_summary text, p_external_id text,
+    p_percent integer, p_error_code text, p_error_message text, p_revision jsonb, p_output jsonb)
+returns table (outcome text, job_status text, pipeline_name text, current_version integer, generation uuid,
+               execution jsonb, stage_actions jsonb)
+language plpgsql as $$
+declare
+    l record;
+    a record;
+    now_status text;
+begin
+    select * into l from millrace_lock_job(p_account, p_job);
+    if not found or (p_owner is not null and l.owner <> p_owner) then
+        return query select 'not_found', null::text, null::text, null::integer, null::uuid, null::jsonb, null::jsonb;
+        return;
+    end if;
+    -- The row read with the locks may predate a result committed while
+    -- this one waited for them; this statement sees it.
+    update job j set status = p_job_status, updated_at = now()
+     where j.account_id = p_account and j.job_id = p_job and j.status = 'InProgress';
+    if not found then
+        select j.status into now_status from job j where j.account_id = p_account and j.job_id = p_job;
+        return query select 'not_in_progress', now_status, null::text, null::integer, null::uuid, null::jsonb, null::jsonb;
+        return;
+    end if;
+    select * into a from millrace_update_action(p_account, l.action_execution_id, p_status, p_summary, p_external_id,
+        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, null,
+        p_revision, p_output);
+    if not found then
+        return query select 'ended', p_job_status, l.pipeline_name, l.current_version, l.generation, null::jsonb, null::jsonb;
+        return;
+    end if;
+    return query select 'ended', p_job_status, l.pipeline_name, l.current_version, l.generation,
+        (select to_jsonb(e) from pipeline_execution e
+          where e.account_id = p_account and e.pipeline_name = l.pipeline_name and e.execution_id = l.execution_id),
+        (select coalesce(jsonb_agg(jsonb_build_object('stage_name', o.stage_name, 'action_name', o.action_name,
+                                                      'status', o.status, 'error_message', o.error_message)), '[]')
+           from action_execution o
+          where o.account_id = p_account and o.pipeline_name = l.pipeline_name and o.execution_id = l.execution_id
+            and o.stage_name = a.stage_name and o.current);
+end
+$$;
+
+-- `millrace_end_job` for a result that decides nothing about its execution,
+-- as a statement that commits on its own: its locks are held for this
+-- statement only, not for a transaction's round trips (the results of a
+-- fan-out stage queue on their execution's lock). The action was no longer
+-- in progress, the execution has ended, or another action of the stage is
+-- still in progress (the engine waits for the last one): then it ends the
+-- job and applies the update, and answers 'ended'. Otherwise it changes
+-- nothing and answers 'last': the caller runs `millrace_end_job` and the
+-- engine in a transaction. 'not_found' and 'not_in_progress' (with the
+-- job's status) change nothing either.
 create function millrace_end_job_unless_last(
     p_account text, p_job uuid, p_owner text, p_job_status text, p_status text, p_summary text, p_external_id text,
     p_percent integer, p_error_code text, p_error_message text, p_revision jsonb, p_output jsonb)
@@ -95,7 +169,6 @@ begin
         return query select 'not_found', null::text;
         return;
     end if;
-    -- Read again after the locks: a result may have committed meanwhile.
     select j.status into now_status from job j where j.account_id = p_account and j.job_id = p_job;
     if now_status <> 'InProgress' then
         return query select 'not_in_progress', now_status;
@@ -107,6 +180,8 @@ begin
         select x.status, x.stage_phase into e
           from pipeline_execution x
          where x.account_id = p_account and x.pipeline_name = l.pipeline_name and x.execution_id = l.execution_id;
+        -- What the engine would do with a running execution whose stage has
+        -- another action in progress: nothing.
         if e.status in ('InProgress', 'Stopping') and not (
             e.stage_phase = 'Running'
             and exists (select 1 from stage_execution s
@@ -123,14 +198,9 @@ begin
     end if;
     update job j set status = p_job_status, updated_at = now()
      where j.account_id = p_account and j.job_id = p_job and j.status = 'InProgress';
-    update action_execution x
-       set status = coalesce(p_status, x.status), summary = coalesce(p_summary, x.summary),
-           external_execution_id = coalesce(p_external_id, x.external_execution_id),
-           external_execution_url = coalesce(millrace_execution_url(p_account, p_job, p_external_id), x.external_execution_url),
-           percent_complete = coalesce(p_percent, x.percent_complete), error_code = coalesce(p_error_code, x.error_code),
-           error_message = coalesce(p_error_message, x.error_message), revision = coalesce(p_revision, x.revision),
-           output = x.output || coalesce(p_output, '{}'), updated_at = now()
-     where x.account_id = p_account and x.action_execution_id = l.action_execution_id and x.status = 'InProgress';
+    perform millrace_update_action(p_account, l.action_execution_id, p_status, p_summary, p_external_id,
+        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, null,
+        p_revision, p_output);
     return query select 'ended', p_job_status;
 end
 $$;

@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use super::{Cx, Empty};
 use crate::api::executions::parse_timestamp;
-use crate::engine::{self, Ended};
+use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::pipeline::action_types::ActionType;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::store::executions::{self as executions, ActionUpdate, Updated};
-use crate::store::jobs::{self, EndUnlessLast, JobRow, LockedJob};
+use crate::store::executions::ActionUpdate;
+use crate::store::jobs::{self, EndUnlessLast, JobEnd, JobRow};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
@@ -205,37 +205,41 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidJobStateException, format!("Job {job_id} is {status}, not InProgress"))
 }
 
-/// Ends a job of `owner` and its action. Most results of a fan-out stage
-/// decide nothing about the execution and take one statement; the stage's
-/// last one runs the engine in a transaction under the result's locks.
-async fn end_job(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
+/// Ends a job of `owner` with its action. Most results of a fan-out stage
+/// decide nothing about the execution: one statement that commits on its
+/// own. The stage's last one runs [`end_job`] and the engine.
+async fn finish(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
     let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
-    match jobs::end_unless_last(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await? {
-        EndUnlessLast::NotFound => return Err(job_not_found(job_id)),
-        EndUnlessLast::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
-        EndUnlessLast::Ended => return Ok(()),
-        EndUnlessLast::Last => {}
+    // Its own statement: the connection goes back before end_job takes one.
+    let ended = jobs::end_unless_last(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await?;
+    match ended {
+        EndUnlessLast::NotFound => Err(job_not_found(job_id)),
+        EndUnlessLast::NotInProgress(status) => Err(invalid_state(job_id, &status)),
+        EndUnlessLast::Ended => Ok(()),
+        EndUnlessLast::Last => Ok(end_job(cx, job_id, owner, job_status, update).await?.0.commit().await?),
     }
-    let (mut tx, LockedJob { job, pipeline, .. }) = lock_job(cx, job_id, owner).await?;
-    let scope = cx.scope(&job.pipeline_name, pipeline);
-    let ended = engine::complete_job(&mut tx, scope, job.job_id, job_status, job.action_execution_id, update).await?;
-    if ended == Ended::JobNotInProgress {
-        // The row read with the lock may predate a result that committed
-        // while this one waited: the compare-and-set decided.
-        let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.map_or(job.status, |j| j.status);
-        return Err(invalid_state(job_id, &now));
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
-/// Begins a result's transaction: reads the job (of this account and
-/// owner) with the locks a result needs (`jobs::lock_job`).
-async fn lock_job(cx: &Cx, job_id: &str, owner: &str) -> Result<(Transaction<'static, Postgres>, LockedJob), ApiError> {
+/// Ends a job of `owner` and applies `update` to its action; when that
+/// ends the action, the pipeline moves on. One transaction, which the
+/// caller commits: BEGIN, the job's end (`jobs::end_job`, which takes the
+/// locks), whatever the engine then does (usually nothing: other actions of
+/// the stage still run). The flag: whether the action was still in progress.
+async fn end_job(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(Transaction<'static, Postgres>, bool), ApiError> {
     let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
     let mut tx = cx.pool().begin().await?;
-    let locked = jobs::lock_job(&mut tx, &cx.account_id, uuid).await?.filter(|l| l.job.owner == owner).ok_or_else(|| job_not_found(job_id))?;
-    Ok((tx, locked))
+    match jobs::end_job(&mut tx, &cx.account_id, uuid, Some(owner), job_status, update).await? {
+        JobEnd::NotFound => Err(job_not_found(job_id)),
+        JobEnd::NotInProgress(status) => Err(invalid_state(job_id, &status)),
+        JobEnd::Ended { action: None, .. } => Ok((tx, false)),
+        JobEnd::Ended { pipeline_name, pipeline, action: Some(ended) } => {
+            if update.status.is_some() {
+                let (execution, stage) = *ended;
+                engine::action_ended(&mut tx, cx.scope(&pipeline_name, pipeline), execution, stage).await?;
+            }
+            Ok((tx, true))
+        }
+    }
 }
 
 /// Completes a job of `owner` with success, or queues its next job when
@@ -274,18 +278,13 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
     let Some(token) = input.continuation_token else {
         update.status = Some("Succeeded");
         update.output = input.output_variables.map(|vars| json!({"outputVariables": vars}));
-        return end_job(cx, job_id, owner, "Succeeded", &update).await;
+        return finish(cx, job_id, owner, "Succeeded", &update).await;
     };
-    // The action goes on: a new job carries the token to the next poll.
-    let (mut tx, LockedJob { job, .. }) = lock_job(cx, job_id, owner).await?;
-    match executions::update_action_of(&mut tx, &cx.account_id, job.action_execution_id, &update, Some((job.job_id, "Succeeded"))).await? {
-        Updated::JobNotInProgress => {
-            let now = jobs::get(&mut tx, &cx.account_id, job.job_id).await?.map_or(job.status, |j| j.status);
-            return Err(invalid_state(job_id, &now));
-        }
-        // Stopped or abandoned meanwhile: the job ends, nothing follows it.
-        Updated::NotInProgress => {}
-        Updated::Action(_) => jobs::continue_with(&mut tx, &cx.account_id, job.job_id, Uuid::new_v4(), &token).await?,
+    // The action goes on (unless it was stopped): a new job carries the
+    // token to the next poll.
+    let (mut tx, in_progress) = end_job(cx, job_id, owner, "Succeeded", &update).await?;
+    if in_progress {
+        jobs::continue_with(&mut tx, &cx.account_id, Uuid::parse_str(job_id).map_err(ApiError::internal)?, Uuid::new_v4(), &token).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -324,7 +323,7 @@ pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -
         external_execution_id: details.external_execution_id.as_deref(),
         ..Default::default()
     };
-    end_job(cx, job_id, owner, "Failed", &update).await
+    finish(cx, job_id, owner, "Failed", &update).await
 }
 
 /// Errors: ValidationException, JobNotFoundException, InvalidJobStateException.

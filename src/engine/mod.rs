@@ -29,7 +29,7 @@ use crate::pipeline::action_types::{self, ActionType};
 use crate::pipeline::{ActionDeclaration, ActionTypeId, PipelineDeclaration, StageDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::action_types as type_store;
-use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpdate, ExecutionRow, Move, NewAction, NewExecution, Updated};
+use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpdate, ExecutionRow, Move, NewAction, NewExecution};
 use crate::store::jobs::{self, NewJob};
 use crate::store::pipelines;
 
@@ -708,44 +708,16 @@ pub async fn complete_action(
     action_execution_id: Uuid,
     update: &ActionUpdate<'_>,
 ) -> Result<bool, ApiError> {
-    let updated = store::update_action_of(conn, scope.account_id, action_execution_id, update, None).await?;
-    Ok(settle(conn, scope, updated).await? == Ended::Action)
+    let Some(done) = store::update_action_of(conn, scope.account_id, action_execution_id, update).await? else { return Ok(false) };
+    action_ended(conn, scope, done.execution, done.stage_actions.0).await?;
+    Ok(true)
 }
 
-#[derive(Debug, PartialEq)]
-pub enum Ended {
-    /// The action ended and the pipeline moved on.
-    Action,
-    /// The job was no longer in progress: nothing changed.
-    JobNotInProgress,
-    /// The action was no longer in progress (its job, if any, did end).
-    ActionNotInProgress,
-}
-
-/// [`complete_action`] for the action a job runs: the job ends (InProgress
-/// to `job_status`) in the same statement, or nothing happens.
-pub async fn complete_job(
-    conn: &mut PgConnection,
-    scope: Scope<'_>,
-    job_id: Uuid,
-    job_status: &str,
-    action_execution_id: Uuid,
-    update: &ActionUpdate<'_>,
-) -> Result<Ended, ApiError> {
-    let updated = store::update_action_of(conn, scope.account_id, action_execution_id, update, Some((job_id, job_status))).await?;
-    settle(conn, scope, updated).await
-}
-
-async fn settle(conn: &mut PgConnection, scope: Scope<'_>, updated: Updated) -> Result<Ended, ApiError> {
-    match updated {
-        Updated::JobNotInProgress => Ok(Ended::JobNotInProgress),
-        Updated::NotInProgress => Ok(Ended::ActionNotInProgress),
-        Updated::Action(completed) => {
-            let (row, stage) = completed.stage_actions();
-            run(conn, scope, VecDeque::from([Pending { id: row.execution_id, row: Some(row), stage: Some(stage) }])).await?;
-            Ok(Ended::Action)
-        }
-    }
+/// Lets the pipeline move on after an action ended, from its execution and
+/// where the current actions of its stage now stand (usually others still
+/// run, and nothing follows).
+pub async fn action_ended(conn: &mut PgConnection, scope: Scope<'_>, execution: ExecutionRow, stage: Vec<ActionState>) -> Result<(), ApiError> {
+    run(conn, scope, VecDeque::from([Pending { id: execution.execution_id, row: Some(execution), stage: Some(stage) }])).await
 }
 
 /// UpdatePipeline ends every running execution as `Cancelled`: they were

@@ -11,10 +11,10 @@ use chrono::Utc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Ended, Scope};
+use super::Scope;
 use crate::App;
 use crate::store::executions::{self as store, ActionUpdate};
-use crate::store::jobs;
+use crate::store::jobs::{self, JobEnd};
 
 const BATCH: i64 = 100;
 
@@ -63,13 +63,15 @@ async fn time_out(
     let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations };
     let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
     let ended = match job_id {
-        Some(job_id) => super::complete_job(&mut tx, scope, job_id, "TimedOut", action_execution_id, &update).await,
-        None => super::complete_action(&mut tx, scope, action_execution_id, &update).await.map(|_| Ended::Action),
+        Some(job_id) => match jobs::end_job(&mut tx, account_id, job_id, None, "TimedOut", &update).await? {
+            JobEnd::Ended { action: Some(ended), .. } => super::action_ended(&mut tx, scope, ended.0, ended.1).await,
+            JobEnd::Ended { action: None, .. } => Ok(()),
+            // Another sweeper or the worker's own result got there first.
+            JobEnd::NotFound | JobEnd::NotInProgress(_) => return Ok(()),
+        },
+        None => super::complete_action(&mut tx, scope, action_execution_id, &update).await.map(drop),
     };
-    // JobNotInProgress: another sweeper or the worker's own result got there first.
-    if ended.map_err(|e| anyhow::anyhow!("{e}"))? == Ended::JobNotInProgress {
-        return Ok(());
-    }
+    ended.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok(())
 }

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// A pipeline whose row this transaction has locked.
@@ -52,7 +52,7 @@ pub async fn lock_pipeline_engine(conn: &mut PgConnection, account_id: &str, pip
     Ok(())
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct ExecutionRow {
     pub execution_id: Uuid,
     pub seq: i64,
@@ -455,52 +455,30 @@ pub struct ActionUpdate<'a> {
 
 /// Applies `u` if the action is still InProgress; false when it was not.
 pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, u: &ActionUpdate<'_>) -> Result<bool, sqlx::Error> {
-    Ok(matches!(update_action_of(conn, account_id, action_execution_id, u, None).await?, Updated::Action(_)))
+    Ok(update_action_of(conn, account_id, action_execution_id, u).await?.is_some())
 }
 
-/// A job that ends with the action it runs: (job, its final status).
-pub type JobEnd<'a> = (Uuid, &'a str);
-
-pub enum Updated {
-    /// The job was not InProgress: nothing changed.
-    JobNotInProgress,
-    /// The job (if any) ended, but the action was no longer InProgress.
-    NotInProgress,
-    Action(Box<Completed>),
-}
-
-/// Applies `u` to the action if it is InProgress and, with `job`, only if
-/// that job goes from InProgress to its final status in the same statement.
-/// Answers the action's execution and where its stage's other actions stand.
+/// Applies `u` to the action if it is InProgress (`millrace_update_action`,
+/// migration 0012) and answers its execution and where its stage's current
+/// actions stand; None when it was not in progress.
 pub async fn update_action_of(
     conn: &mut PgConnection,
     account_id: &str,
     action_execution_id: Uuid,
     u: &ActionUpdate<'_>,
-    job: Option<JobEnd<'_>>,
-) -> Result<Updated, sqlx::Error> {
-    // The stage's other current actions come from the statement's snapshot,
-    // which this update does not change; the updated one from RETURNING.
-    let row = sqlx::query(&format!(
-        "with j as (update job set status = $13, updated_at = now() \
-            where account_id = $1 and job_id = $12 and status = 'InProgress' returning job_id), \
-         a as (update action_execution set status = coalesce($3, status), summary = coalesce($4, summary), \
-            external_execution_id = coalesce($5, external_execution_id), \
-            external_execution_url = coalesce(millrace_execution_url($1, $12, $5), external_execution_url), \
-            percent_complete = coalesce($6, percent_complete), error_code = coalesce($7, error_code), \
-            error_message = coalesce($8, error_message), updated_by = coalesce($9, updated_by), revision = coalesce($10, revision), \
-            output = output || coalesce($11, '{{}}'::jsonb), updated_at = now() \
-            where account_id = $1 and action_execution_id = $2 and status = 'InProgress' \
-              and ($12::uuid is null or exists (select 1 from j)) \
-            returning pipeline_name, execution_id, stage_name, action_name, status, error_message) \
-         select exists (select 1 from j) as job_ended, {}, \
+) -> Result<Option<Completed>, sqlx::Error> {
+    // The stage's other actions come from the statement's snapshot, which
+    // the update does not change; the updated one from the update.
+    sqlx::query_as(&format!(
+        "with a as (select * from millrace_update_action($1, $2, $3, $4, $5, null, $6, $7, $8, $9, $10, $11)) \
+         select {}, \
             (select coalesce(jsonb_agg(jsonb_build_object('stage_name', o.stage_name, 'action_name', o.action_name, 'status', o.status, \
                                                           'error_message', o.error_message)), '[]') \
              from action_execution o where o.account_id = $1 and o.pipeline_name = a.pipeline_name \
-             and o.execution_id = a.execution_id and o.stage_name = a.stage_name and o.current and o.action_execution_id <> $2) as others, \
-            a.stage_name as done_stage_name, a.action_name as done_action_name, a.status as done_status, a.error_message as done_error_message \
-         from (select) one left join (a join pipeline_execution e \
-            on e.account_id = $1 and e.pipeline_name = a.pipeline_name and e.execution_id = a.execution_id) on true",
+             and o.execution_id = a.execution_id and o.stage_name = a.stage_name and o.current and o.action_execution_id <> $2) \
+            || jsonb_build_array(jsonb_build_object('stage_name', a.stage_name, 'action_name', a.action_name, 'status', a.status, \
+                                                    'error_message', a.error_message)) as stage_actions \
+         from a join pipeline_execution e on e.account_id = $1 and e.pipeline_name = a.pipeline_name and e.execution_id = a.execution_id",
         EXECUTION_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
     ))
     .bind(account_id)
@@ -514,17 +492,8 @@ pub async fn update_action_of(
     .bind(u.updated_by)
     .bind(&u.revision)
     .bind(&u.output)
-    .bind(job.map(|j| j.0))
-    .bind(job.map(|j| j.1))
-    .fetch_one(&mut *conn)
-    .await?;
-    if job.is_some() && !row.try_get::<bool, _>("job_ended")? {
-        return Ok(Updated::JobNotInProgress);
-    }
-    if row.try_get::<Option<Uuid>, _>("execution_id")?.is_none() {
-        return Ok(Updated::NotInProgress);
-    }
-    Ok(Updated::Action(Box::new(Completed::from_row(&row)?)))
+    .fetch_optional(conn)
+    .await
 }
 
 /// Where an action stands, as the engine decides a stage's next step.
@@ -542,29 +511,13 @@ impl From<&ActionRow> for ActionState {
     }
 }
 
-/// An action just updated, its execution, and the other current actions of its stage.
+/// An action just updated: its execution, and the current actions of its
+/// stage as they now stand (the updated one included).
 #[derive(sqlx::FromRow)]
 pub struct Completed {
     #[sqlx(flatten)]
     pub execution: ExecutionRow,
-    others: sqlx::types::Json<Vec<ActionState>>,
-    #[sqlx(rename = "done_stage_name")]
-    stage_name: String,
-    #[sqlx(rename = "done_action_name")]
-    action_name: String,
-    #[sqlx(rename = "done_status")]
-    status: String,
-    #[sqlx(rename = "done_error_message")]
-    error_message: Option<String>,
-}
-
-impl Completed {
-    /// The current actions of the updated action's stage, as they are now.
-    pub fn stage_actions(self) -> (ExecutionRow, Vec<ActionState>) {
-        let mut all = self.others.0;
-        all.push(ActionState { stage_name: self.stage_name, action_name: self.action_name, status: self.status, error_message: self.error_message });
-        (self.execution, all)
-    }
+    pub stage_actions: sqlx::types::Json<Vec<ActionState>>,
 }
 
 /// Active executions waiting to enter the stage with this index, oldest first.

@@ -6,11 +6,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::pipeline::ActionTypeId;
 use crate::pipeline::action_types::ActionType;
-use crate::store::executions::{ActionUpdate, LockedPipeline};
+use crate::store::executions::{ActionState, ActionUpdate, ExecutionRow, LockedPipeline};
 
 pub struct NewJob<'a> {
     pub job_id: Uuid,
@@ -173,15 +174,6 @@ pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Res
     .await
 }
 
-/// Reads a job and takes the locks its result needs, in one round trip
-/// (`millrace_lock_job`, migration 0012): the pipeline row in share mode,
-/// which keeps out everything that takes it exclusively
-/// (`executions::lock_pipeline`), then the execution row (PARALLEL) or the
-/// pipeline's engine lock (other modes), as `store::executions` describes.
-pub async fn lock_job(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Result<Option<LockedJob>, sqlx::Error> {
-    sqlx::query_as("select * from millrace_lock_job($1, $2)").bind(account_id).bind(job_id).fetch_optional(conn).await
-}
-
 /// What [`end_unless_last`] did.
 #[derive(Debug, PartialEq)]
 pub enum EndUnlessLast {
@@ -190,14 +182,14 @@ pub enum EndUnlessLast {
     NotInProgress(String),
     /// The job and its action ended; nothing else follows from them.
     Ended,
-    /// The action may be the last of its stage to end: nothing changed, the
-    /// engine must decide (in a transaction with [`lock_job`]).
+    /// The action may be the last of its stage to end: nothing changed;
+    /// [`end_job`] and the engine must follow, in a transaction.
     Last,
 }
 
-/// A result that decides nothing about its execution, in one statement of
-/// its own (`millrace_end_job_unless_last`, migration 0012): most results
-/// of a fan-out stage.
+/// [`end_job`] for a result that decides nothing about its execution (most
+/// results of a fan-out stage), as one statement that commits on its own
+/// (`millrace_end_job_unless_last`, migration 0012).
 pub async fn end_unless_last(
     conn: &mut PgConnection,
     account_id: &str,
@@ -206,22 +198,16 @@ pub async fn end_unless_last(
     job_status: &str,
     u: &ActionUpdate<'_>,
 ) -> Result<EndUnlessLast, sqlx::Error> {
-    let (outcome, status): (String, Option<String>) =
-        sqlx::query_as("select * from millrace_end_job_unless_last($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
-            .bind(account_id)
-            .bind(job_id)
-            .bind(owner)
-            .bind(job_status)
-            .bind(u.status)
-            .bind(u.summary)
-            .bind(u.external_execution_id)
-            .bind(u.percent_complete)
-            .bind(u.error_code)
-            .bind(u.error_message)
-            .bind(&u.revision)
-            .bind(&u.output)
-            .fetch_one(conn)
-            .await?;
+    let (outcome, status): (String, Option<String>) = bind_update(
+        sqlx::query_as("select * from millrace_end_job_unless_last($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+        account_id,
+        job_id,
+        Some(owner),
+        job_status,
+        u,
+    )
+    .fetch_one(conn)
+    .await?;
     Ok(match outcome.as_str() {
         "not_found" => EndUnlessLast::NotFound,
         "not_in_progress" => EndUnlessLast::NotInProgress(status.unwrap_or_default()),
@@ -230,13 +216,74 @@ pub async fn end_unless_last(
     })
 }
 
+/// The arguments both job-ending functions take, in their order.
+fn bind_update<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    account_id: &'q str,
+    job_id: Uuid,
+    owner: Option<&'q str>,
+    job_status: &'q str,
+    u: &ActionUpdate<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(account_id)
+        .bind(job_id)
+        .bind(owner)
+        .bind(job_status)
+        .bind(u.status)
+        .bind(u.summary)
+        .bind(u.external_execution_id)
+        .bind(u.percent_complete)
+        .bind(u.error_code)
+        .bind(u.error_message)
+        .bind(u.revision.clone())
+        .bind(u.output.clone())
+}
+
+/// What [`end_job`] did.
+pub enum JobEnd {
+    NotFound,
+    /// The job was not in progress (its status): nothing changed.
+    NotInProgress(String),
+    /// The job ended. `action`: its action ended too, with its execution
+    /// and its stage's current actions as they now stand; None when the
+    /// action was no longer in progress (stopped, abandoned).
+    Ended { pipeline_name: String, pipeline: LockedPipeline, action: Option<Box<(ExecutionRow, Vec<ActionState>)>> },
+}
+
 #[derive(sqlx::FromRow)]
-pub struct LockedJob {
-    #[sqlx(flatten)]
-    pub job: JobRow,
-    #[sqlx(flatten)]
-    pub pipeline: LockedPipeline,
-    pub execution_mode: String,
+struct EndedRow {
+    outcome: String,
+    job_status: Option<String>,
+    pipeline_name: Option<String>,
+    current_version: Option<i32>,
+    generation: Option<Uuid>,
+    execution: Option<Json<ExecutionRow>>,
+    stage_actions: Option<Json<Vec<ActionState>>>,
+}
+
+/// Ends a job of `owner` (None: any) that is in progress with `job_status`
+/// and applies `u` to its action, in one round trip that also takes the
+/// locks a result needs (`millrace_end_job`, migration 0012). The caller's
+/// transaction then runs the engine, and commits.
+pub async fn end_job(
+    conn: &mut PgConnection,
+    account_id: &str,
+    job_id: Uuid,
+    owner: Option<&str>,
+    job_status: &str,
+    u: &ActionUpdate<'_>,
+) -> Result<JobEnd, sqlx::Error> {
+    let query = sqlx::query_as("select * from millrace_end_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+    let row: EndedRow = bind_update(query, account_id, job_id, owner, job_status, u).fetch_one(conn).await?;
+    Ok(match (row.outcome.as_str(), row.pipeline_name, row.current_version, row.generation) {
+        ("ended", Some(pipeline_name), Some(current_version), Some(generation)) => JobEnd::Ended {
+            pipeline_name,
+            pipeline: LockedPipeline { current_version, generation },
+            action: row.execution.zip(row.stage_actions).map(|(e, s)| Box::new((e.0, s.0))),
+        },
+        ("not_in_progress", ..) => JobEnd::NotInProgress(row.job_status.unwrap_or_default()),
+        _ => JobEnd::NotFound,
+    })
 }
 
 /// Dispatched → InProgress for the holder of the nonce.
