@@ -7,7 +7,6 @@
 //! which voids its nonce. These calls are the only ones that show secret
 //! configuration values.
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -134,9 +133,8 @@ pub struct AcknowledgeJobOutput {
 /// Acknowledges for the holder of the current nonce. Acknowledging again
 /// answers the job's status, so a worker learns when its job was stopped.
 pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<AcknowledgeJobOutput, ApiError> {
-    let timeout_at = Utc::now() + chrono::Duration::from_std(cx.app.config.job_timeout).map_err(ApiError::internal)?;
     let mut conn = cx.pool().acquire().await?;
-    if jobs::acknowledge(&mut conn, &cx.account_id, job.job_id, nonce, timeout_at).await? {
+    if jobs::acknowledge(&mut conn, &cx.account_id, None, job.job_id, nonce, cx.app.config.job_timeout).await? {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
     let now = jobs::get(&mut conn, &cx.account_id, job.job_id).await?.ok_or_else(|| job_not_found(&job.job_id.to_string()))?;
@@ -152,9 +150,8 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // Dispatched with this nonce. Anything else takes the path below, which
     // reads the job to tell the caller what is wrong.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
-    let timeout_at = Utc::now() + chrono::Duration::from_std(cx.app.config.job_timeout).map_err(ApiError::internal)?;
     let mut conn = cx.pool().acquire().await?;
-    if jobs::acknowledge_owned(&mut conn, &cx.account_id, "Custom", uuid, &input.nonce, timeout_at).await? {
+    if jobs::acknowledge(&mut conn, &cx.account_id, Some("Custom"), uuid, &input.nonce, cx.app.config.job_timeout).await? {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
     drop(conn);

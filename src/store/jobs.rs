@@ -286,45 +286,32 @@ pub async fn end_job(
     })
 }
 
-/// Dispatched → InProgress for the holder of the nonce.
+/// Dispatched → InProgress for the holder of the nonce, on a job of
+/// `owner` (None: any). The job then times out after its type's
+/// `executor.jobTimeout` (integrator model, UpdateActionType) or else after
+/// `default_timeout`.
 pub async fn acknowledge(
     conn: &mut PgConnection,
     account_id: &str,
+    owner: Option<&str>,
     job_id: Uuid,
     nonce: &str,
-    timeout_at: DateTime<Utc>,
+    default_timeout: std::time::Duration,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "update job set status = 'InProgress', timeout_at = $4, updated_at = now() \
-         where job_id = $1 and account_id = $2 and nonce = $3 and status = 'Dispatched'",
-    )
-    .bind(job_id)
-    .bind(account_id)
-    .bind(nonce)
-    .bind(timeout_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-/// [`acknowledge`] for a job of the given owner (Custom or ThirdParty) only.
-pub async fn acknowledge_owned(
-    conn: &mut PgConnection,
-    account_id: &str,
-    owner: &str,
-    job_id: Uuid,
-    nonce: &str,
-    timeout_at: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update job set status = 'InProgress', timeout_at = $5, updated_at = now() \
-         where job_id = $1 and account_id = $2 and owner = $3 and nonce = $4 and status = 'Dispatched'",
+        "update job set status = 'InProgress', updated_at = now(), \
+            timeout_at = $5 + make_interval(secs => coalesce( \
+                (select (t.declaration #>> '{executor,jobTimeout}')::double precision from action_type t \
+                 where t.account_id = job.account_id and t.owner = job.owner and t.category = job.category \
+                   and t.provider = job.provider and t.version = job.version), $6)) \
+         where job_id = $1 and account_id = $2 and ($3::text is null or owner = $3) and nonce = $4 and status = 'Dispatched'",
     )
     .bind(job_id)
     .bind(account_id)
     .bind(owner)
     .bind(nonce)
-    .bind(timeout_at)
+    .bind(Utc::now())
+    .bind(default_timeout.as_secs_f64())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() > 0)

@@ -1,8 +1,11 @@
 //! Partner (owner ThirdParty) job workers: PollForThirdPartyJobs and the
 //! clientToken-checked job calls, driven with the official SDK.
 
+use std::time::Duration;
+
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::types::*;
+use millrace::config::Config;
 use millrace::store::third_party;
 
 use crate::admin::{admin, json_line};
@@ -23,6 +26,11 @@ fn check_type() -> ActionTypeId {
 /// Registers the account's two partner types with UpdateActionType:
 /// Source/Partner (Repo, secret ApiKey; one output) and Test/Checker (one input).
 async fn register_partner_types(client: &Client) {
+    register_partner_types_timing_out_after(client, None).await
+}
+
+/// [`register_partner_types`] whose executors declare `jobTimeout` (seconds).
+async fn register_partner_types_timing_out_after(client: &Client, job_timeout: Option<i32>) {
     let declaration = |id: ActionTypeId, inputs: i32, outputs: i32, properties: Vec<ActionTypeProperty>| {
         ActionTypeDeclaration::builder()
             .id(ActionTypeIdentifier::builder()
@@ -36,6 +44,7 @@ async fn register_partner_types(client: &Client) {
                 ActionTypeExecutor::builder()
                     .r#type(ExecutorType::JobWorker)
                     .configuration(ExecutorConfiguration::builder().job_worker_executor_configuration(JobWorkerExecutorConfiguration::builder().build()).build())
+                    .set_job_timeout(job_timeout)
                     .build()
                     .unwrap(),
             )
@@ -449,4 +458,43 @@ async fn a_partner_job_never_acknowledged_comes_back_with_a_new_nonce() {
     assert_eq!(error_code(&err), "InvalidNonceException", "the first worker's late ack is refused");
     let ok = client.acknowledge_third_party_job().job_id(&job_id).nonce(&second_nonce).client_token(&token).send().await.unwrap();
     assert_eq!(ok.status(), Some(&JobStatus::InProgress));
+}
+
+/// An integrator-model type's `executor.jobTimeout` replaces the server's
+/// job timeout for that type's jobs; other jobs keep the server's.
+#[tokio::test]
+async fn a_partner_types_job_timeout_replaces_the_servers() {
+    let mut config = Config::for_tests();
+    config.job_timeout = Duration::from_millis(300);
+    config.sweep_interval = Duration::from_millis(50);
+    let server = TestServer::start_with(config).await;
+    let mut clients = Vec::new();
+    for (name, job_timeout) in [("declared", Some(60)), ("default", None)] {
+        let account = server.account(name).await;
+        let client = server.client(&account);
+        register_partner_types_timing_out_after(&client, job_timeout).await;
+        let (_, token) = issue_client(&server, &account).await;
+        client.create_pipeline().pipeline(partner_pipeline("p")).send().await.unwrap();
+        let (_, job_id) = poll_one(&client, source_type()).await;
+        let nonce = nonce_of(&client, &job_id, &token).await;
+        client.acknowledge_third_party_job().job_id(&job_id).nonce(&nonce).client_token(&token).send().await.unwrap();
+        clients.push((client, job_id, token));
+    }
+    // The server's 300 ms pass many times over.
+    let (default, _, _) = &clients[1];
+    let mut status = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = latest_action_status(default, "p", "Source").await.1.status().cloned();
+        if status == Some(ActionExecutionStatus::Failed) {
+            break;
+        }
+    }
+    assert_eq!(status, Some(ActionExecutionStatus::Failed), "the server's timeout applies without a declared one");
+    let (declared, job_id, token) = &clients[0];
+    let (_, action) = latest_action_status(declared, "p", "Source").await;
+    assert_eq!(action.status(), Some(&ActionExecutionStatus::InProgress), "{action:?}");
+    declared.put_third_party_job_success_result().job_id(job_id).client_token(token).send().await.unwrap();
+    let (_, action) = latest_action_status(declared, "p", "Source").await;
+    assert_eq!(action.status(), Some(&ActionExecutionStatus::Succeeded));
 }
