@@ -480,7 +480,7 @@ fn resolve(value: &str, vars: &HashMap<String, String>) -> Result<String, String
     }
 }
 
-/// What starting a runOrder group writes: one statement per table.
+/// What starting a runOrder group writes, in one statement.
 #[derive(Default)]
 struct Starts<'a> {
     actions: Vec<NewAction<'a>>,
@@ -508,8 +508,7 @@ impl<'a> Starts<'a> {
     }
 
     async fn write(&self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<(), ApiError> {
-        store::insert_actions(conn, scope.account_id, scope.pipeline, &self.actions).await?;
-        jobs::insert_many(conn, &self.jobs).await?;
+        store::insert_actions(conn, scope.account_id, scope.pipeline, &self.actions, &self.jobs).await?;
         Ok(())
     }
 }

@@ -12,6 +12,8 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::store::jobs::NewJob;
+
 /// A pipeline whose row this transaction has locked.
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct LockedPipeline {
@@ -329,15 +331,24 @@ pub struct NewAction<'a> {
     pub error: Option<(&'a str, String)>,
 }
 
-/// Inserts the current attempts of actions (of one execution's stage) in one
-/// statement; earlier attempts of the same actions become history.
-pub async fn insert_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str, actions: &[NewAction<'_>]) -> Result<(), sqlx::Error> {
+/// Inserts the current attempts of actions (of one execution's stage) and
+/// the jobs that run them in one statement; earlier attempts of the same
+/// actions become history.
+pub async fn insert_actions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    actions: &[NewAction<'_>],
+    jobs: &[NewJob<'_>],
+) -> Result<(), sqlx::Error> {
     if actions.is_empty() {
         return Ok(());
     }
     let column = |f: fn(&NewAction<'_>) -> String| actions.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "with new as (select * from unnest($3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], \
+    // The jobs go in the same statement (parameters from $17 on), when there are any.
+    let with_jobs = if jobs.is_empty() { String::new() } else { format!("queued as ({}), ", crate::store::jobs::insert_statement(17)) };
+    let statement = format!(
+        "with {with_jobs}new as (select * from unnest($3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], \
                 $10::jsonb[], $11::jsonb[], $12::uuid[], $13::timestamptz[], $14::jsonb[], $15::text[], $16::text[]) \
             as n(execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, output, \
                  approval_token, timeout_at, revision, error_code, error_message)), \
@@ -347,26 +358,27 @@ pub async fn insert_actions(conn: &mut PgConnection, account_id: &str, pipeline:
          insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
             action_name, run_order, status, input, output, approval_token, timeout_at, revision, error_code, error_message) \
          select $1, $2, execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, \
-            output, approval_token, timeout_at, revision, error_code, error_message from new",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(actions.iter().map(|a| a.execution_id).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.action_execution_id).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.pipeline_version).collect::<Vec<_>>())
-    .bind(column(|a| a.stage_name.to_owned()))
-    .bind(column(|a| a.action_name.to_owned()))
-    .bind(actions.iter().map(|a| a.run_order).collect::<Vec<_>>())
-    .bind(column(|a| a.status.to_owned()))
-    .bind(actions.iter().map(|a| a.input.clone()).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.output.clone()).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.approval_token).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.timeout_at).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.revision.clone()).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0.to_owned())).collect::<Vec<_>>())
-    .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.clone())).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+            output, approval_token, timeout_at, revision, error_code, error_message from new"
+    );
+    let query = sqlx::query(&statement)
+        .bind(account_id)
+        .bind(pipeline)
+        .bind(actions.iter().map(|a| a.execution_id).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.action_execution_id).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.pipeline_version).collect::<Vec<_>>())
+        .bind(column(|a| a.stage_name.to_owned()))
+        .bind(column(|a| a.action_name.to_owned()))
+        .bind(actions.iter().map(|a| a.run_order).collect::<Vec<_>>())
+        .bind(column(|a| a.status.to_owned()))
+        .bind(actions.iter().map(|a| a.input.clone()).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.output.clone()).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.approval_token).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.timeout_at).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.revision.clone()).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0.to_owned())).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.clone())).collect::<Vec<_>>());
+    let query = if jobs.is_empty() { query } else { crate::store::jobs::bind_new(query, jobs) };
+    query.execute(conn).await?;
     Ok(())
 }
 

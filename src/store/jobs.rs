@@ -25,38 +25,40 @@ pub struct NewJob<'a> {
     pub data: Value,
 }
 
-pub async fn insert(conn: &mut PgConnection, j: &NewJob<'_>) -> Result<(), sqlx::Error> {
-    insert_many(conn, std::slice::from_ref(j)).await
-}
-
-/// Queues jobs (of one account and pipeline) in one statement.
-pub async fn insert_many(conn: &mut PgConnection, jobs: &[NewJob<'_>]) -> Result<(), sqlx::Error> {
-    let Some(first) = jobs.first() else { return Ok(()) };
-    let type_part = |f: fn(&ActionTypeId) -> &str| jobs.iter().map(|j| f(j.type_id).to_owned()).collect::<Vec<_>>();
-    sqlx::query(
+/// The statement that queues jobs of one account ($1) and pipeline ($2),
+/// from arrays bound by [`bind_new`] from parameter `$first` on: a part of
+/// the statement that inserts the actions they run
+/// (`executions::insert_actions`).
+pub fn insert_statement(first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
         "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
          query_value, status, continuation_token, data) \
          select job_id, $1, $2, execution_id, action_execution_id, owner, category, provider, version, query_value, 'Queued', \
             continuation_token, data \
-         from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-            $12::jsonb[]) as n(job_id, execution_id, action_execution_id, owner, category, provider, version, query_value, \
+         from unnest({}::uuid[], {}::uuid[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], \
+            {}::jsonb[]) as n(job_id, execution_id, action_execution_id, owner, category, provider, version, query_value, \
             continuation_token, data)",
+        p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9)
     )
-    .bind(first.account_id)
-    .bind(first.pipeline_name)
-    .bind(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.execution_id).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.action_execution_id).collect::<Vec<_>>())
-    .bind(type_part(|t| &t.owner))
-    .bind(type_part(|t| &t.category))
-    .bind(type_part(|t| &t.provider))
-    .bind(type_part(|t| &t.version))
-    .bind(jobs.iter().map(|j| j.query_value.clone()).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.continuation_token.map(str::to_owned)).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.data.clone()).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+}
+
+/// Binds the arrays [`insert_statement`] reads, in its order.
+pub fn bind_new<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    jobs: &[NewJob<'_>],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let type_part = |f: fn(&ActionTypeId) -> &str| jobs.iter().map(|j| f(j.type_id).to_owned()).collect::<Vec<_>>();
+    q.bind(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.execution_id).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.action_execution_id).collect::<Vec<_>>())
+        .bind(type_part(|t| &t.owner))
+        .bind(type_part(|t| &t.category))
+        .bind(type_part(|t| &t.provider))
+        .bind(type_part(|t| &t.version))
+        .bind(jobs.iter().map(|j| j.query_value.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.continuation_token.map(str::to_owned)).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.data.clone()).collect::<Vec<_>>())
 }
 
 #[derive(Debug, sqlx::FromRow, serde::Deserialize)]
