@@ -102,7 +102,7 @@ $$;
 -- nothing; 'ended' without an execution: the action was not in progress.
 create function millrace_end_job(
     p_account text, p_job uuid, p_owner text, p_job_status text, p_status text, p_summary text, p_external_id text,
-    p_percent integer, p_error_code text, p_error_message text, p_revision jsonb, p_output jsonb)
+    p_percent integer, p_error_code text, p_error_message text, p_updated_by text, p_revision jsonb, p_output jsonb)
 returns table (outcome text, job_status text, pipeline_name text, current_version integer, generation uuid,
                execution jsonb, stage_actions jsonb)
 language plpgsql as $$
@@ -126,7 +126,7 @@ begin
         return;
     end if;
     select * into a from millrace_update_action(p_account, l.action_execution_id, p_status, p_summary, p_external_id,
-        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, null,
+        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, p_updated_by,
         p_revision, p_output);
     if not found then
         return query select 'ended', p_job_status, l.pipeline_name, l.current_version, l.generation, null::jsonb, null::jsonb;
@@ -155,7 +155,7 @@ $$;
 -- job's status) change nothing either.
 create function millrace_end_job_unless_last(
     p_account text, p_job uuid, p_owner text, p_job_status text, p_status text, p_summary text, p_external_id text,
-    p_percent integer, p_error_code text, p_error_message text, p_revision jsonb, p_output jsonb)
+    p_percent integer, p_error_code text, p_error_message text, p_updated_by text, p_revision jsonb, p_output jsonb)
 returns table (outcome text, job_status text)
 language plpgsql as $$
 declare
@@ -199,7 +199,7 @@ begin
     update job j set status = p_job_status, updated_at = now()
      where j.account_id = p_account and j.job_id = p_job and j.status = 'InProgress';
     perform millrace_update_action(p_account, l.action_execution_id, p_status, p_summary, p_external_id,
-        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, null,
+        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, p_updated_by,
         p_revision, p_output);
     return query select 'ended', p_job_status;
 end

@@ -481,7 +481,7 @@ pub async fn update_action_of(
 ) -> Result<Option<Completed>, sqlx::Error> {
     // The stage's other actions come from the statement's snapshot, which
     // the update does not change; the updated one from the update.
-    sqlx::query_as(&format!(
+    let sql = format!(
         "with a as (select * from millrace_update_action($1, $2, $3, $4, $5, null, $6, $7, $8, $9, $10, $11)) \
          select {}, \
             (select coalesce(jsonb_agg(jsonb_build_object('stage_name', o.stage_name, 'action_name', o.action_name, 'status', o.status, \
@@ -492,20 +492,26 @@ pub async fn update_action_of(
                                                     'error_message', a.error_message)) as stage_actions \
          from a join pipeline_execution e on e.account_id = $1 and e.pipeline_name = a.pipeline_name and e.execution_id = a.execution_id",
         EXECUTION_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
-    ))
-    .bind(account_id)
-    .bind(action_execution_id)
-    .bind(u.status)
-    .bind(u.summary)
-    .bind(u.external_execution_id)
-    .bind(u.percent_complete)
-    .bind(u.error_code)
-    .bind(u.error_message)
-    .bind(u.updated_by)
-    .bind(&u.revision)
-    .bind(&u.output)
-    .fetch_optional(conn)
-    .await
+    );
+    let query = sqlx::query_as(&sql).bind(account_id).bind(action_execution_id);
+    bind_action_update(query, u).fetch_optional(conn).await
+}
+
+/// Binds an [`ActionUpdate`]'s fields in the order `millrace_update_action`
+/// (migration 0012) and the functions that call it take them.
+pub fn bind_action_update<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    u: &ActionUpdate<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(u.status)
+        .bind(u.summary)
+        .bind(u.external_execution_id)
+        .bind(u.percent_complete)
+        .bind(u.error_code)
+        .bind(u.error_message)
+        .bind(u.updated_by)
+        .bind(u.revision.clone())
+        .bind(u.output.clone())
 }
 
 /// Where an action stands, as the engine decides a stage's next step.

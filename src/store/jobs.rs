@@ -201,7 +201,7 @@ pub async fn end_unless_last(
     u: &ActionUpdate<'_>,
 ) -> Result<EndUnlessLast, sqlx::Error> {
     let (outcome, status): (String, Option<String>) = bind_update(
-        sqlx::query_as("select * from millrace_end_job_unless_last($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+        sqlx::query_as("select * from millrace_end_job_unless_last($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
         account_id,
         job_id,
         Some(owner),
@@ -227,18 +227,7 @@ fn bind_update<'q, O>(
     job_status: &'q str,
     u: &ActionUpdate<'q>,
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    q.bind(account_id)
-        .bind(job_id)
-        .bind(owner)
-        .bind(job_status)
-        .bind(u.status)
-        .bind(u.summary)
-        .bind(u.external_execution_id)
-        .bind(u.percent_complete)
-        .bind(u.error_code)
-        .bind(u.error_message)
-        .bind(u.revision.clone())
-        .bind(u.output.clone())
+    crate::store::executions::bind_action_update(q.bind(account_id).bind(job_id).bind(owner).bind(job_status), u)
 }
 
 /// What [`end_job`] did.
@@ -275,7 +264,7 @@ pub async fn end_job(
     job_status: &str,
     u: &ActionUpdate<'_>,
 ) -> Result<JobEnd, sqlx::Error> {
-    let query = sqlx::query_as("select * from millrace_end_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+    let query = sqlx::query_as("select * from millrace_end_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
     let row: EndedRow = bind_update(query, account_id, job_id, owner, job_status, u).fetch_one(conn).await?;
     Ok(match (row.outcome.as_str(), row.pipeline_name, row.current_version, row.generation) {
         ("ended", Some(pipeline_name), Some(current_version), Some(generation)) => JobEnd::Ended {
