@@ -197,6 +197,7 @@ pub async fn retry_stage_execution(cx: Cx, input: RetryStageExecutionInput) -> R
         ..Default::default()
     };
     store::move_execution(&mut tx, &cx.account_id, pipeline, id, &rerun).await?;
+    store::record_retry(&mut tx, &cx.account_id, pipeline, id, &stage.name, false).await?;
     store::clear_stop(&mut tx, &cx.account_id, pipeline, id).await?;
     engine::reconcile(&mut tx, cx.scope(pipeline, locked)).await?;
     tx.commit().await?;
@@ -495,6 +496,13 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
         }
         if let Some(l) = latest_stages.iter().find(|l| l.stage_name == stage.name) {
             s["latestExecution"] = stage_execution(l.execution_id, &l.status, &l.execution_type);
+            if let Some(trigger) = &l.latest_retry_trigger {
+                s["retryStageMetadata"] = json!({
+                    "autoStageRetryAttempt": l.auto_retries,
+                    "manualStageRetryAttempt": l.manual_retries,
+                    "latestRetryTrigger": trigger,
+                });
+            }
         }
         let actions: Vec<Value> = stage
             .actions

@@ -392,6 +392,16 @@ async fn step_stage(
         if in_progress {
             return Ok(Step::Idle);
         }
+        if let Some(mode) = automatic_retry(stage)
+            && store::auto_retries(conn, account, pipeline, e.execution_id, &stage.name).await? == 0
+        {
+            // Once per execution: the failed actions (or all) start again.
+            let failed: Vec<String> = rows.iter().filter(|r| r.status != "Succeeded").map(|r| r.action_name.clone()).collect();
+            let only = (mode != "ALL_ACTIONS").then_some(failed.as_slice());
+            store::retire_actions(conn, account, pipeline, e.execution_id, &stage.name, only).await?;
+            store::record_retry(conn, account, pipeline, e.execution_id, &stage.name, true).await?;
+            return Ok(Step::Moved(e.clone(), None));
+        }
         let why = failed.error_message.clone().unwrap_or_else(|| format!("Action '{}' failed", failed.action_name));
         let summary = format!("Stage '{}' failed: action '{}': {why}", stage.name, failed.action_name);
         let fail = Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() };
@@ -442,6 +452,16 @@ async fn step_stage(
         Move { stage: Some((&stage.name, "Succeeded")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
     };
     Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &done).await?))
+}
+
+/// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure of
+/// `stage` retries it automatically: its onFailure result is RETRY. With
+/// conditions, which this server does not evaluate, it does not.
+fn automatic_retry(stage: &StageDeclaration) -> Option<&str> {
+    let on_failure = stage.on_failure.as_ref()?;
+    let conditions = on_failure.get("conditions").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
+    (on_failure["result"] == "RETRY" && !conditions)
+        .then(|| on_failure["retryConfiguration"]["retryMode"].as_str().unwrap_or("FAILED_ACTIONS"))
 }
 
 /// Where an artifact of this execution lives in the artifact store.

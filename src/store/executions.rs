@@ -256,12 +256,16 @@ pub struct StageRow {
     pub stage_name: String,
     pub status: String,
     pub execution_type: String,
+    pub auto_retries: i32,
+    pub manual_retries: i32,
+    pub latest_retry_trigger: Option<String>,
 }
 
 /// The most recent stage execution of each stage.
 pub async fn latest_stages(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<StageRow>, sqlx::Error> {
     sqlx::query_as(
-        "select distinct on (s.stage_name) s.execution_id, s.stage_name, s.status, e.execution_type \
+        "select distinct on (s.stage_name) s.execution_id, s.stage_name, s.status, e.execution_type, s.auto_retries, \
+            s.manual_retries, s.latest_retry_trigger \
          from stage_execution s join pipeline_execution e using (account_id, pipeline_name, execution_id) \
          where s.account_id = $1 and s.pipeline_name = $2 order by s.stage_name, s.updated_at desc",
     )
@@ -634,6 +638,39 @@ pub async fn retire_actions(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Counts a retry of a stage of an execution: automatic (its onFailure
+/// result) or a RetryStageExecution call.
+pub async fn record_retry(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str, automatic: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update stage_execution set auto_retries = auto_retries + ($5::boolean)::int, \
+            manual_retries = manual_retries + (not $5::boolean)::int, \
+            latest_retry_trigger = case when $5::boolean then 'AutomatedStageRetry' else 'ManualStageRetry' end \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(stage)
+    .bind(automatic)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many times a stage of an execution was retried automatically.
+pub async fn auto_retries(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str) -> Result<i32, sqlx::Error> {
+    let row: Option<(i32,)> = sqlx::query_as(
+        "select auto_retries from stage_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(stage)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map_or(0, |r| r.0))
 }
 
 pub async fn clear_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid) -> Result<(), sqlx::Error> {

@@ -535,3 +535,76 @@ async fn results_before_and_at_the_end_of_a_stage_record_the_same_details() {
     assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
     assert!(e.status_summary().unwrap().contains("tests failed"), "{:?}", e.status_summary());
 }
+
+/// Polls, acknowledges and finishes every queued Worker job: failing those
+/// of the actions named in `fail`. Answers the actions that ran.
+async fn finish_work(client: &Client, fail: &[&str]) -> Vec<String> {
+    let polled = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(10).send().await.unwrap();
+    let mut ran = Vec::new();
+    for job in polled.jobs() {
+        let action = job.data().unwrap().pipeline_context().unwrap().action().unwrap().name().unwrap().to_owned();
+        client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+        if fail.contains(&action.as_str()) {
+            let failure = FailureDetails::builder().r#type(FailureType::JobFailed).message("flaky").build().unwrap();
+            client.put_job_failure_result().job_id(job.id().unwrap()).failure_details(failure).send().await.unwrap();
+        } else {
+            client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+        }
+        ran.push(action);
+    }
+    ran.sort();
+    ran
+}
+
+/// A stage whose onFailure result is RETRY runs its failed actions once
+/// more by itself; a second failure fails the execution, and a manual retry
+/// then counts on its own.
+#[tokio::test]
+async fn a_stage_declared_to_retry_on_failure_runs_its_failed_actions_again_once() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    custom_action_type(&client, "Source", "Repo", &[]).await;
+    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
+    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue"), work_action("B", "blue")])]);
+    let retry = RetryConfiguration::builder().retry_mode(StageRetryMode::FailedActions).build();
+    p.stages[1].on_failure =
+        Some(FailureConditions::builder().result(aws_sdk_codepipeline::types::Result::Retry).retry_configuration(retry).build());
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+
+    assert_eq!(finish_work(&client, &["A"]).await, ["A", "B"]);
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let work = &state.stage_states()[1];
+    assert_eq!(work.latest_execution().unwrap().status(), &StageExecutionStatus::InProgress, "retried, not failed");
+    let meta = work.retry_stage_metadata().unwrap();
+    assert_eq!((meta.auto_stage_retry_attempt(), meta.manual_stage_retry_attempt()), (Some(1), Some(0)));
+    assert_eq!(meta.latest_retry_trigger(), Some(&RetryTrigger::AutomatedStageRetry));
+    let id = work.latest_execution().unwrap().pipeline_execution_id().to_owned();
+
+    assert_eq!(finish_work(&client, &["A"]).await, ["A"], "only the failed action runs again");
+    let status = |e: aws_sdk_codepipeline::operation::get_pipeline_execution::GetPipelineExecutionOutput| {
+        e.pipeline_execution().unwrap().status().unwrap().clone()
+    };
+    let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
+    assert_eq!(status(e), PipelineExecutionStatus::Failed, "the automatic retry happens once");
+
+    client
+        .retry_stage_execution()
+        .pipeline_name("p")
+        .stage_name("Work")
+        .pipeline_execution_id(&id)
+        .retry_mode(StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
+    assert_eq!(status(e), PipelineExecutionStatus::Succeeded);
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let meta = state.stage_states()[1].retry_stage_metadata().unwrap().clone();
+    assert_eq!((meta.auto_stage_retry_attempt(), meta.manual_stage_retry_attempt()), (Some(1), Some(1)));
+    assert_eq!(meta.latest_retry_trigger(), Some(&RetryTrigger::ManualStageRetry));
+}
