@@ -156,23 +156,35 @@ pub async fn start_rollback(
     stage_index: i32,
     trigger_detail: Option<String>,
 ) -> Result<Uuid, ApiError> {
-    let execution_id = Uuid::new_v4();
+    let row = insert_rollback(conn, scope, target, stage_index, "ManualRollback", trigger_detail).await?;
+    let execution_id = row.execution_id;
+    advance_rows(conn, scope, vec![row]).await?;
+    Ok(execution_id)
+}
+
+/// [`start_rollback`] before it advances.
+async fn insert_rollback(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    target: &ExecutionRow,
+    stage_index: i32,
+    trigger_type: &str,
+    trigger_detail: Option<String>,
+) -> Result<ExecutionRow, ApiError> {
     let new = NewExecution {
-        execution_id,
+        execution_id: Uuid::new_v4(),
         pipeline_version: target.pipeline_version,
         execution_mode: &target.execution_mode,
-        trigger_type: "ManualRollback",
+        trigger_type,
         trigger_detail: trigger_detail.as_deref(),
         variables: target.variables.clone(),
         source_overrides: target.source_overrides.clone(),
         client_request_token: None,
         rollback: Some((target.execution_id, stage_index)),
     };
-    let row = store::insert_execution(conn, scope.account_id, scope.pipeline, &new)
+    store::insert_execution(conn, scope.account_id, scope.pipeline, &new)
         .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a rollback has no client request token to conflict on")))?;
-    advance_rows(conn, scope, vec![row]).await?;
-    Ok(execution_id)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a rollback has no client request token to conflict on")))
 }
 
 /// Advances every active execution of the pipeline as far as it can go
@@ -202,6 +214,8 @@ struct Seen {
     /// Custom and third-party action types (None: unknown or deleted).
     types: HashMap<ActionTypeId, Option<ActionType>>,
     disabled: Option<HashSet<(String, String)>>,
+    /// Executions a step started (automatic rollbacks), for the worklist.
+    started: Vec<ExecutionRow>,
 }
 
 impl Seen {
@@ -296,6 +310,9 @@ async fn run(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<Pendi
                 "Running" => step_stage(conn, scope, &e, &decl, &mut seen, known_stage.take()).await?,
                 _ => Step::Idle,
             };
+            for row in seen.started.drain(..) {
+                work.push_back(Pending { id: row.execution_id, row: Some(row), stage: None });
+            }
             match step {
                 Step::Idle => break,
                 Step::Moved(next, stage) => {
@@ -405,7 +422,16 @@ async fn step_stage(
         let why = failed.error_message.clone().unwrap_or_else(|| format!("Action '{}' failed", failed.action_name));
         let summary = format!("Stage '{}' failed: action '{}': {why}", stage.name, failed.action_name);
         let fail = Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() };
-        return Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &fail).await?));
+        let row = store::move_execution(conn, account, pipeline, e.execution_id, &fail).await?;
+        if automatic_rollback(stage) && i > 0 && e.execution_type == "STANDARD" {
+            // Back to the newest execution that succeeded here, if any did
+            // under this version.
+            let target = store::latest_success_in_stage(conn, account, pipeline, &stage.name, e.pipeline_version, e.execution_id).await?;
+            if let Some(target) = target {
+                seen.started.push(insert_rollback(conn, scope, &target, e.stage_index, "AutomatedRollback", None).await?);
+            }
+        }
+        return Ok(Step::Left(e.stage_index, row));
     }
     if in_progress {
         return Ok(Step::Idle);
@@ -455,12 +481,23 @@ async fn step_stage(
 }
 
 /// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure of
-/// `stage` retries it automatically: its onFailure result is RETRY. With
-/// conditions, which this server does not evaluate, it does not.
+/// `stage` retries it automatically: its onFailure result is RETRY (and it
+/// has no conditions).
+/// Whether a failure of `stage` rolls it back automatically: its onFailure
+/// result is ROLLBACK (and it has no conditions).
+fn automatic_rollback(stage: &StageDeclaration) -> bool {
+    stage.on_failure.as_ref().is_some_and(|f| f["result"] == "ROLLBACK" && !has_conditions(f))
+}
+
+/// Whether stage hooks hold conditions (not evaluated here: their result
+/// is then not applied).
+fn has_conditions(hook: &Value) -> bool {
+    hook.get("conditions").and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+}
+
 fn automatic_retry(stage: &StageDeclaration) -> Option<&str> {
     let on_failure = stage.on_failure.as_ref()?;
-    let conditions = on_failure.get("conditions").and_then(Value::as_array).is_some_and(|c| !c.is_empty());
-    (on_failure["result"] == "RETRY" && !conditions)
+    (on_failure["result"] == "RETRY" && !has_conditions(on_failure))
         .then(|| on_failure["retryConfiguration"]["retryMode"].as_str().unwrap_or("FAILED_ACTIONS"))
 }
 

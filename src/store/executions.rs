@@ -158,6 +158,33 @@ pub async fn get_execution(conn: &mut PgConnection, account_id: &str, pipeline: 
     .await
 }
 
+/// The newest STANDARD execution of a pipeline version, other than
+/// `except`, that succeeded in a stage: what an automatic rollback of that
+/// stage returns to.
+pub async fn latest_success_in_stage(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    stage: &str,
+    version: i32,
+    except: Uuid,
+) -> Result<Option<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {} from stage_execution s join pipeline_execution e using (account_id, pipeline_name, execution_id) \
+         where s.account_id = $1 and s.pipeline_name = $2 and s.stage_name = $3 and s.status = 'Succeeded' \
+           and e.pipeline_version = $4 and e.execution_type = 'STANDARD' and e.execution_id <> $5 \
+         order by s.updated_at desc limit 1",
+        EXECUTION_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ")
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(stage)
+    .bind(version)
+    .bind(except)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Newest first, after `before_seq`, optionally only those that succeeded in a stage.
 pub async fn list_executions(
     conn: &mut PgConnection,

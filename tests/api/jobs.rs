@@ -608,3 +608,51 @@ async fn a_stage_declared_to_retry_on_failure_runs_its_failed_actions_again_once
     assert_eq!((meta.auto_stage_retry_attempt(), meta.manual_stage_retry_attempt()), (Some(1), Some(1)));
     assert_eq!(meta.latest_retry_trigger(), Some(&RetryTrigger::ManualStageRetry));
 }
+
+/// A V2 stage whose onFailure result is ROLLBACK returns to the newest
+/// execution that succeeded in it: a new ROLLBACK execution (trigger
+/// AutomatedRollback) runs the stage again with that execution's artifacts.
+/// With no such execution, a failure just fails.
+#[tokio::test]
+async fn a_stage_declared_to_roll_back_on_failure_reruns_the_last_good_execution() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    custom_action_type(&client, "Source", "Repo", &[]).await;
+    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
+    let mut p = source_then("p", ExecutionMode::Superseded, vec![("Work", vec![work_action("A", "blue")])]);
+    p.stages[1].on_failure = Some(FailureConditions::builder().result(aws_sdk_codepipeline::types::Result::Rollback).build());
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    assert_eq!(finish_work(&client, &["A"]).await, ["A"]);
+    let executions = || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
+    let listed = executions().await;
+    assert_eq!(listed.len(), 1, "nothing succeeded in Work before: no rollback");
+    assert_eq!(listed[0].status(), Some(&PipelineExecutionStatus::Failed));
+
+    let good = start_many(&client, "p", 1).await.remove(0);
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    let bad = start_many(&client, "p", 1).await.remove(0);
+    assert_eq!(finish_work(&client, &["A"]).await, ["A"]);
+    let listed = executions().await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let (rollback, failed) = (&listed[0], &listed[1]);
+    assert_eq!((failed.pipeline_execution_id(), failed.status()), (Some(bad.as_str()), Some(&PipelineExecutionStatus::Failed)));
+    assert_eq!(rollback.trigger().unwrap().trigger_type(), Some(&TriggerType::AutomatedRollback));
+    assert_eq!(rollback.execution_type(), Some(&ExecutionType::Rollback));
+    assert_eq!(rollback.rollback_metadata().unwrap().rollback_target_pipeline_execution_id(), Some(good.as_str()));
+    assert_eq!(rollback.status(), Some(&PipelineExecutionStatus::InProgress));
+
+    let polled = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
+    let job = &polled.jobs()[0];
+    let input = &job.data().unwrap().input_artifacts()[0];
+    let key = input.location().unwrap().s3_location().unwrap().object_key();
+    assert!(key.contains(&good), "the rollback works on the good execution's artifact: {key}");
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    let id = rollback.pipeline_execution_id().unwrap();
+    let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap();
+    assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded));
+}
