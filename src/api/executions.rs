@@ -787,9 +787,22 @@ pub async fn list_action_executions(cx: Cx, input: ListActionExecutionsInput) ->
 #[serde(rename_all = "camelCase")]
 pub struct ListRuleTypesInput {}
 
-/// No rule types run on this server, so there are none to list.
+/// The rule types stage conditions can use here: VariableCheck, the one
+/// this server evaluates (`engine::conditions`; other AWS rules are
+/// accepted in pipelines but never met). The owner filter can only be AWS.
 pub async fn list_rule_types(_cx: Cx, _input: ListRuleTypesInput) -> Result<Value, ApiError> {
-    Ok(json!({ "ruleTypes": [] }))
+    let property = |name: &str, description: &str| {
+        json!({"name": name, "required": true, "key": true, "secret": false, "queryable": false, "description": description, "type": "String"})
+    };
+    Ok(json!({ "ruleTypes": [{
+        "id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
+        "ruleConfigurationProperties": [
+            property("Variable", "The variable to check, e.g. #{SourceVariables.BranchName} or #{variables.env}"),
+            property("Operator", "EQ, NE, CONTAINS or MATCHES (a regular expression)"),
+            property("Value", "The value the variable is compared with"),
+        ],
+        "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+    }] }))
 }
 
 #[derive(Deserialize)]
@@ -845,8 +858,8 @@ pub struct OverrideStageConditionInput {
     pipeline_execution_id: String,
 }
 
-/// Stage conditions are not evaluated by this server, so there is never a
-/// running condition to override. Errors: PipelineNotFoundException,
+/// Stage conditions are evaluated at once when a stage is entered or
+/// succeeds (`engine::conditions`), so none is ever in progress to override. Errors: PipelineNotFoundException,
 /// StageNotFoundException, PipelineExecutionNotFoundException,
 /// ConditionNotOverridableException.
 pub async fn override_stage_condition(cx: Cx, input: OverrideStageConditionInput) -> Result<Empty, ApiError> {

@@ -14,6 +14,7 @@
 //! [`reconcile`] repeatedly takes the next possible step until none is left:
 //! supersede, enter a stage, start the next runOrder group, finish a stage.
 
+mod conditions;
 pub mod sweeper;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -374,6 +375,17 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
     if e.execution_mode != "PARALLEL" && store::stage_occupied(conn, account, pipeline, e.stage_index, e.execution_id).await? {
         return Ok(Step::Idle);
     }
+    if let Some(unmet) = unmet(conn, scope, e, decl, stage.before_entry.as_ref()).await? {
+        let summary = format!("Stage '{}' entry condition not met: {}", stage.name, unmet.why);
+        let leave = if unmet.result == "SKIP" && i + 1 < decl.stages.len() {
+            Move { stage: Some((&stage.name, "Skipped")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
+        } else if unmet.result == "SKIP" {
+            Move { stage: Some((&stage.name, "Skipped")), status: Some("Succeeded"), ..Default::default() }
+        } else {
+            Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() }
+        };
+        return Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &leave).await?));
+    }
     let enter = Move { stage: Some((&stage.name, "InProgress")), position: Some((e.stage_index, "Running")), ..Default::default() };
     // Just entered: no action of the stage has started.
     Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?, Some(Vec::new())))
@@ -421,17 +433,7 @@ async fn step_stage(
         }
         let why = failed.error_message.clone().unwrap_or_else(|| format!("Action '{}' failed", failed.action_name));
         let summary = format!("Stage '{}' failed: action '{}': {why}", stage.name, failed.action_name);
-        let fail = Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() };
-        let row = store::move_execution(conn, account, pipeline, e.execution_id, &fail).await?;
-        if automatic_rollback(stage) && i > 0 && e.execution_type == "STANDARD" {
-            // Back to the newest execution that succeeded here, if any did
-            // under this version.
-            let target = store::latest_success_in_stage(conn, account, pipeline, &stage.name, e.pipeline_version, e.execution_id).await?;
-            if let Some(target) = target {
-                seen.started.push(insert_rollback(conn, scope, &target, e.stage_index, "AutomatedRollback", None).await?);
-            }
-        }
-        return Ok(Step::Left(e.stage_index, row));
+        return fail_stage(conn, scope, e, stage, &summary, automatic_rollback(stage), seen).await;
     }
     if in_progress {
         return Ok(Step::Idle);
@@ -460,10 +462,18 @@ async fn step_stage(
         let waits = now.iter().any(|a| a.status == "InProgress");
         return Ok(if waits { Step::Idle } else { Step::Moved(e.clone(), Some(now)) });
     }
+    if let Some(unmet) = unmet(conn, scope, e, decl, stage.on_success.as_ref()).await? {
+        let summary = format!("Stage '{}' success condition not met: {}", stage.name, unmet.why);
+        return fail_stage(conn, scope, e, stage, &summary, unmet.result == "ROLLBACK", seen).await;
+    }
     // A rollback re-runs one stage only.
     let done = if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
         Move { stage: Some((&stage.name, "Succeeded")), status: Some("Succeeded"), ..Default::default() }
-    } else if e.execution_mode == "PARALLEL" && e.status == "InProgress" && !seen.blocked(conn, scope, decl, i + 1).await? {
+    } else if e.execution_mode == "PARALLEL"
+        && e.status == "InProgress"
+        && !conditions::any(decl.stages[i + 1].before_entry.as_ref())
+        && !seen.blocked(conn, scope, decl, i + 1).await?
+    {
         // Nothing else decides when a PARALLEL execution enters a stage:
         // leave this one and enter the next in one statement.
         let next = &decl.stages[i + 1];
@@ -484,21 +494,41 @@ async fn step_stage(
 /// `stage` retries it automatically: its onFailure result is RETRY (and it
 /// has no conditions).
 /// Whether a failure of `stage` rolls it back automatically: its onFailure
-/// result is ROLLBACK (and it has no conditions).
+/// result is ROLLBACK (and it has no conditions, which on failure are not
+/// evaluated).
 fn automatic_rollback(stage: &StageDeclaration) -> bool {
-    stage.on_failure.as_ref().is_some_and(|f| f["result"] == "ROLLBACK" && !has_conditions(f))
-}
-
-/// Whether stage hooks hold conditions (not evaluated here: their result
-/// is then not applied).
-fn has_conditions(hook: &Value) -> bool {
-    hook.get("conditions").and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+    stage.on_failure.as_ref().is_some_and(|f| f["result"] == "ROLLBACK" && !conditions::any(Some(f)))
 }
 
 fn automatic_retry(stage: &StageDeclaration) -> Option<&str> {
     let on_failure = stage.on_failure.as_ref()?;
-    (on_failure["result"] == "RETRY" && !has_conditions(on_failure))
+    (on_failure["result"] == "RETRY" && !conditions::any(Some(on_failure)))
         .then(|| on_failure["retryConfiguration"]["retryMode"].as_str().unwrap_or("FAILED_ACTIONS"))
+}
+
+/// Fails the stage `e` runs, and with it the execution; `roll_back`: then
+/// starts a rollback of the stage to the newest execution that succeeded
+/// in it under the same version, if any (not for a rollback itself, nor
+/// for the first stage).
+async fn fail_stage(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    e: &ExecutionRow,
+    stage: &StageDeclaration,
+    summary: &str,
+    roll_back: bool,
+    seen: &mut Seen,
+) -> Result<Step, ApiError> {
+    let (account, pipeline) = (scope.account_id, scope.pipeline);
+    let fail = Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(summary), ..Default::default() };
+    let row = store::move_execution(conn, account, pipeline, e.execution_id, &fail).await?;
+    if roll_back && e.stage_index > 0 && e.execution_type == "STANDARD" {
+        let target = store::latest_success_in_stage(conn, account, pipeline, &stage.name, e.pipeline_version, e.execution_id).await?;
+        if let Some(target) = target {
+            seen.started.push(insert_rollback(conn, scope, &target, e.stage_index, "AutomatedRollback", None).await?);
+        }
+    }
+    Ok(Step::Left(e.stage_index, row))
 }
 
 /// Where an artifact of this execution lives in the artifact store.
@@ -570,25 +600,10 @@ impl<'a> Starts<'a> {
     }
 }
 
-/// Starts one action (written by [`Starts::write`]); answers where it
-/// stands (InProgress when it waits for a worker or an approver).
-#[allow(clippy::too_many_arguments)]
-async fn start_action<'a>(
-    conn: &mut PgConnection,
-    scope: Scope<'a>,
-    e: &ExecutionRow,
-    decl: &PipelineDeclaration,
-    stage: &'a StageDeclaration,
-    action: &'a ActionDeclaration,
-    seen: &mut Seen,
-    everything: &[ActionRow],
-    starts: &mut Starts<'a>,
-) -> Result<ActionState, ApiError> {
-    let action_execution_id = Uuid::new_v4();
-    let id = &action.action_type_id;
-
-    // Variables visible to this action: the execution id, pipeline-level
-    // variables, and the output variables of namespaced actions that ran.
+/// Variables an action (or a stage condition) sees: the execution id,
+/// pipeline-level variables, and the output variables of the namespaced
+/// actions of `everything` that succeeded.
+fn visible_variables(e: &ExecutionRow, decl: &PipelineDeclaration, everything: &[ActionRow]) -> HashMap<String, String> {
     let mut vars: HashMap<String, String> = HashMap::new();
     vars.insert("codepipeline.PipelineExecutionId".into(), e.execution_id.to_string());
     for v in e.variables.as_array().into_iter().flatten() {
@@ -608,6 +623,43 @@ async fn start_action<'a>(
             }
         }
     }
+    vars
+}
+
+/// The first unmet condition of a stage hook of `e` (see `conditions`);
+/// reads the execution's actions only when the hook has conditions.
+async fn unmet(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    e: &ExecutionRow,
+    decl: &PipelineDeclaration,
+    hook: Option<&Value>,
+) -> Result<Option<conditions::Unmet>, ApiError> {
+    if !conditions::any(hook) {
+        return Ok(None);
+    }
+    let everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
+    Ok(conditions::check(hook, &visible_variables(e, decl, &everything)))
+}
+
+/// Starts one action (written by [`Starts::write`]); answers where it
+/// stands (InProgress when it waits for a worker or an approver).
+#[allow(clippy::too_many_arguments)]
+async fn start_action<'a>(
+    conn: &mut PgConnection,
+    scope: Scope<'a>,
+    e: &ExecutionRow,
+    decl: &PipelineDeclaration,
+    stage: &'a StageDeclaration,
+    action: &'a ActionDeclaration,
+    seen: &mut Seen,
+    everything: &[ActionRow],
+    starts: &mut Starts<'a>,
+) -> Result<ActionState, ApiError> {
+    let action_execution_id = Uuid::new_v4();
+    let id = &action.action_type_id;
+
+    let vars = visible_variables(e, decl, everything);
     let mut resolved = serde_json::Map::new();
     let mut unresolved = None;
     for (k, v) in &action.configuration {

@@ -656,3 +656,113 @@ async fn a_stage_declared_to_roll_back_on_failure_reruns_the_last_good_execution
     let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap();
     assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded));
 }
+
+fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
+    let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
+    RuleDeclaration::builder()
+        .name(name)
+        .rule_type_id(id)
+        .configuration("Variable", variable)
+        .configuration("Operator", operator)
+        .configuration("Value", value)
+        .build()
+        .unwrap()
+}
+
+fn condition(result: aws_sdk_codepipeline::types::Result, rule: RuleDeclaration) -> Condition {
+    Condition::builder().result(result).rules(rule).build()
+}
+
+async fn execution_of(client: &Client, id: &str) -> PipelineExecution {
+    client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap().pipeline_execution().unwrap().clone()
+}
+
+/// Entry conditions: an unmet FAIL condition fails the execution at the
+/// stage, an unmet SKIP condition skips the stage, a met one lets the
+/// execution in. VariableCheck rules read pipeline variables.
+#[tokio::test]
+async fn entry_conditions_gate_or_skip_their_stage() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let types = client.list_rule_types().rule_owner_filter(RuleOwner::Aws).send().await.unwrap();
+    let listed: Vec<_> = types.rule_types().iter().map(|t| t.id().unwrap().provider().to_owned()).collect();
+    assert_eq!(listed, ["VariableCheck"], "the rule type this server evaluates");
+    let properties: Vec<_> = types.rule_types()[0].rule_configuration_properties().iter().map(|p| p.name().to_owned()).collect();
+    assert_eq!(properties, ["Variable", "Operator", "Value"]);
+    custom_action_type(&client, "Source", "Repo", &[]).await;
+    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
+    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")]), ("Final", vec![work_action("F", "blue")])]);
+    p.variables = Some(vec![
+        PipelineVariableDeclaration::builder().name("env").default_value("prod").build().unwrap(),
+        PipelineVariableDeclaration::builder().name("deploy").default_value("no").build().unwrap(),
+    ]);
+    let gate = condition(Outcome::Fail, variable_check("prod-only", "#{variables.env}", "EQ", "prod"));
+    p.stages[1].before_entry = Some(BeforeEntryConditions::builder().conditions(gate).build().unwrap());
+    let skip = condition(Outcome::Skip, variable_check("deploys", "#{variables.deploy}", "MATCHES", "^(yes|true)$"));
+    p.stages[2].before_entry = Some(BeforeEntryConditions::builder().conditions(skip).build().unwrap());
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"], "env is prod: Work runs; deploy is no: Final is skipped");
+    let first = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries()[0].clone();
+    assert_eq!(first.status(), Some(&PipelineExecutionStatus::Succeeded));
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[2].latest_execution().unwrap().status(), &StageExecutionStatus::Skipped);
+
+    let start = |vars: &[(&str, &str)]| {
+        let mut request = client.start_pipeline_execution().name("p").source_revisions(
+            SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("abc").build().unwrap(),
+        );
+        for (name, value) in vars {
+            request = request.variables(PipelineVariable::builder().name(*name).value(*value).build().unwrap());
+        }
+        async move { request.send().await.unwrap().pipeline_execution_id().unwrap().to_owned() }
+    };
+    let dev = start(&[("env", "dev")]).await;
+    let e = execution_of(&client, &dev).await;
+    assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
+    let summary = e.status_summary().unwrap();
+    assert!(summary.contains("Stage 'Work' entry condition not met") && summary.contains("'prod-only'") && summary.contains("'dev'"), "{summary}");
+    assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "nothing ran");
+
+    let deploy = start(&[("deploy", "yes")]).await;
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    assert_eq!(finish_work(&client, &[]).await, ["F"], "deploy is yes: Final runs");
+    assert_eq!(execution_of(&client, &deploy).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+}
+
+/// A success condition whose rule this server cannot run (here a CloudWatch
+/// alarm) is never met: its FAIL result fails the stage after its actions
+/// succeeded, saying why.
+#[tokio::test]
+async fn a_success_condition_that_cannot_be_checked_fails_its_stage() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    custom_action_type(&client, "Source", "Repo", &[]).await;
+    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
+    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])]);
+    let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("CloudWatchAlarm").version("1").build().unwrap();
+    let alarm = RuleDeclaration::builder().name("healthy").rule_type_id(id).configuration("AlarmName", "errors").build().unwrap();
+    p.stages[1].on_success = Some(SuccessConditions::builder().conditions(condition(Outcome::Fail, alarm)).build().unwrap());
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    let first = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries()[0].clone();
+    let e = execution_of(&client, first.pipeline_execution_id().unwrap()).await;
+    assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
+    assert_eq!(
+        e.status_summary(),
+        Some("Stage 'Work' success condition not met: rule 'healthy': CloudWatchAlarm rules cannot be evaluated by this server")
+    );
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let work = &state.stage_states()[1];
+    assert_eq!(work.latest_execution().unwrap().status(), &StageExecutionStatus::Failed);
+    assert_eq!(work.action_states()[0].latest_execution().unwrap().status(), Some(&ActionExecutionStatus::Succeeded));
+}
