@@ -21,6 +21,7 @@ use crate::pipeline::action_types::SECRET_MASK;
 use crate::pipeline::{ActionTypeId, PipelineDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::executions::{self as store, ActionRow, ActionUpdate, ExecutionRow, LockedPipeline};
+use crate::store::rule_executions::{self, RuleExecutionRow};
 use crate::store::{jobs, pipelines};
 
 /// Begins the transaction of a change to `pipeline` and takes its lock.
@@ -456,6 +457,35 @@ fn action_execution_state(r: &ActionRow, show_token: bool) -> Value {
     v
 }
 
+/// A stage hook's state from the rules it evaluated (one execution's): the
+/// hook and each condition succeeded when all their rules did.
+fn condition_state(rules: &[&RuleExecutionRow]) -> Value {
+    let status = |rows: &[&RuleExecutionRow]| if rows.iter().any(|r| r.status == "Failed") { "Failed" } else { "Succeeded" };
+    let mut conditions: Vec<Value> = Vec::new();
+    let count = rules.iter().map(|r| r.condition_index).max().map_or(0, |m| m + 1);
+    for index in 0..count {
+        let of: Vec<&RuleExecutionRow> = rules.iter().copied().filter(|r| r.condition_index == index).collect();
+        let Some(last) = of.last() else { continue };
+        let failed = of.iter().find(|r| r.status == "Failed");
+        let mut execution = json!({"status": status(&of), "lastStatusChange": epoch_seconds(last.created_at)});
+        if let Some(summary) = failed.and_then(|r| r.summary.as_ref()) {
+            execution["summary"] = json!(summary);
+        }
+        let rule_states: Vec<Value> = of
+            .iter()
+            .map(|r| {
+                let mut latest = json!({"ruleExecutionId": r.rule_execution_id, "status": r.status, "lastStatusChange": epoch_seconds(r.created_at)});
+                if let Some(summary) = &r.summary {
+                    latest["summary"] = json!(summary);
+                }
+                json!({"ruleName": r.rule_name, "latestExecution": latest})
+            })
+            .collect();
+        conditions.push(json!({"latestExecution": execution, "ruleStates": rule_states}));
+    }
+    json!({"latestExecution": {"status": status(rules)}, "conditionStates": conditions})
+}
+
 /// Errors: ValidationException, PipelineNotFoundException.
 pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<Value, ApiError> {
     let pipeline = input.name.as_str();
@@ -463,6 +493,8 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
     let row = pipelines::get(&mut conn, &cx.account_id, pipeline, None).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
     let decl: PipelineDeclaration = serde_json::from_value(row.declaration.clone()).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     let latest_stages = store::latest_stages(&mut conn, &cx.account_id, pipeline).await?;
+    let latest_pairs: Vec<(Uuid, String)> = latest_stages.iter().map(|l| (l.execution_id, l.stage_name.clone())).collect();
+    let rules = rule_executions::of_stages(&mut conn, &cx.account_id, pipeline, &latest_pairs).await?;
     let latest_actions = store::latest_actions(&mut conn, &cx.account_id, pipeline).await?;
     let transitions = store::transitions(&mut conn, &cx.account_id, pipeline).await?;
     let revisions = store::revisions(&mut conn, &cx.account_id, pipeline).await?;
@@ -502,6 +534,15 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
                     "manualStageRetryAttempt": l.manual_retries,
                     "latestRetryTrigger": trigger,
                 });
+            }
+            for (condition_type, key) in [("BEFORE_ENTRY", "beforeEntryConditionState"), ("ON_SUCCESS", "onSuccessConditionState")] {
+                let evaluated: Vec<&RuleExecutionRow> = rules
+                    .iter()
+                    .filter(|r| r.execution_id == l.execution_id && r.stage_name == stage.name && r.condition_type == condition_type)
+                    .collect();
+                if !evaluated.is_empty() {
+                    s[key] = condition_state(&evaluated);
+                }
             }
         }
         let actions: Vec<Value> = stage
@@ -810,20 +851,60 @@ pub async fn list_rule_types(_cx: Cx, _input: ListRuleTypesInput) -> Result<Valu
 pub struct ListRuleExecutionsInput {
     pipeline_name: String,
     filter: Option<Value>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
 }
 
-/// Errors: PipelineNotFoundException, PipelineExecutionNotFoundException.
+/// What the rules of stage conditions came to, newest first.
+/// Errors: PipelineNotFoundException, PipelineExecutionNotFoundException,
+/// InvalidNextTokenException.
 pub async fn list_rule_executions(cx: Cx, input: ListRuleExecutionsInput) -> Result<Value, ApiError> {
     let pipeline = input.pipeline_name.as_str();
+    let limit = input.max_results.unwrap_or(100);
+    let before = seq_token(input.next_token.as_deref())?;
     let mut conn = cx.pool().acquire().await?;
     if !pipelines::exists(&mut conn, &cx.account_id, pipeline).await? {
         return Err(engine::not_found_error(pipeline));
     }
-    if let Some(id) = input.filter.as_ref().and_then(|f| f["pipelineExecutionId"].as_str()) {
-        let uuid = parse_execution_id(id, pipeline)?;
-        store::get_execution(&mut conn, &cx.account_id, pipeline, uuid).await?.ok_or_else(|| execution_not_found(id, pipeline))?;
+    let filter_id = input.filter.as_ref().and_then(|f| {
+        f["pipelineExecutionId"].as_str().or_else(|| f["latestInPipelineExecution"]["pipelineExecutionId"].as_str()).map(str::to_owned)
+    });
+    let execution = match &filter_id {
+        Some(id) => {
+            let uuid = parse_execution_id(id, pipeline)?;
+            store::get_execution(&mut conn, &cx.account_id, pipeline, uuid).await?.ok_or_else(|| execution_not_found(id, pipeline))?;
+            Some(uuid)
+        }
+        None => None,
+    };
+    let mut rows = rule_executions::list(&mut conn, &cx.account_id, pipeline, execution, before, limit + 1).await?;
+    let next = more(&mut rows, limit, |r| r.seq);
+    let details: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut result = json!({});
+            if let Some(summary) = &r.summary {
+                result["externalExecutionSummary"] = json!(summary);
+            }
+            json!({
+                "pipelineExecutionId": r.execution_id,
+                "ruleExecutionId": r.rule_execution_id,
+                "pipelineVersion": r.pipeline_version,
+                "stageName": r.stage_name,
+                "ruleName": r.rule_name,
+                "startTime": epoch_seconds(r.created_at),
+                "lastUpdateTime": epoch_seconds(r.created_at),
+                "status": r.status,
+                "input": r.input,
+                "output": {"executionResult": result},
+            })
+        })
+        .collect();
+    let mut out = json!({ "ruleExecutionDetails": details });
+    if let Some(n) = next {
+        out["nextToken"] = json!(n);
     }
-    Ok(json!({ "ruleExecutionDetails": [] }))
+    Ok(out)
 }
 
 #[derive(Deserialize)]

@@ -19,17 +19,58 @@ pub struct Unmet {
     pub why: String,
 }
 
-/// The first condition of a stage hook (`beforeEntry`, `onSuccess`) that is
-/// not met; None when all are (or there are none).
-pub fn check(hook: Option<&Value>, vars: &HashMap<String, String>) -> Option<Unmet> {
-    for condition in hook?.get("conditions")?.as_array()? {
-        let rules = condition["rules"].as_array().map(Vec::as_slice).unwrap_or_default();
-        if let Some(why) = rules.iter().find_map(|r| rule(r, vars).err()) {
-            let result = condition["result"].as_str().unwrap_or("FAIL").to_owned();
-            return Some(Unmet { result, why });
+/// What one rule of a condition came to, as a rule execution records it.
+#[derive(Debug)]
+pub struct RuleOutcome {
+    /// Which condition of the hook.
+    pub condition: usize,
+    pub rule_name: String,
+    /// Failed: with why.
+    pub failure: Option<String>,
+    /// RuleExecutionInput: type, configuration and resolved configuration.
+    pub input: Value,
+}
+
+/// Evaluates every rule of a stage hook (`beforeEntry`, `onSuccess`):
+/// what each came to, and the first condition that is not met (None when
+/// all are, or there are none).
+pub fn check(hook: Option<&Value>, vars: &HashMap<String, String>) -> (Vec<RuleOutcome>, Option<Unmet>) {
+    let mut outcomes = Vec::new();
+    let mut unmet = None;
+    let conditions = hook.and_then(|h| h.get("conditions")).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (index, condition) in conditions.iter().enumerate() {
+        for r in condition["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let failure = rule(r, vars).err();
+            if let (Some(why), None) = (&failure, &unmet) {
+                unmet = Some(Unmet { result: condition["result"].as_str().unwrap_or("FAIL").to_owned(), why: why.clone() });
+            }
+            outcomes.push(RuleOutcome { condition: index, rule_name: r["name"].as_str().unwrap_or_default().to_owned(), failure, input: input(r, vars) });
         }
     }
-    None
+    (outcomes, unmet)
+}
+
+/// A rule's input as ListRuleExecutions shows it, references resolved
+/// where they can be.
+fn input(rule: &Value, vars: &HashMap<String, String>) -> Value {
+    let mut resolved = rule["configuration"].clone();
+    for v in resolved.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
+        if let Some(r) = v.as_str().and_then(|s| super::resolve(s, vars).ok()) {
+            *v = Value::String(r);
+        }
+    }
+    let mut input = serde_json::json!({
+        "ruleTypeId": rule["ruleTypeId"],
+        "configuration": rule.get("configuration").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "resolvedConfiguration": if resolved.is_null() { serde_json::json!({}) } else { resolved },
+        "inputArtifacts": [],
+    });
+    for key in ["roleArn", "region"] {
+        if let Some(v) = rule.get(key) {
+            input[key] = v.clone();
+        }
+    }
+    input
 }
 
 /// Whether a stage hook holds any condition.
@@ -80,21 +121,25 @@ mod tests {
     fn variable_checks_compare_and_name_what_failed() {
         let vars: HashMap<String, String> = [("Build.Branch".to_owned(), "release/1.2".to_owned())].into();
         for (op, value) in [("EQ", "release/1.2"), ("NE", "main"), ("CONTAINS", "release"), ("MATCHES", "^release/\\d+\\.\\d+$")] {
-            assert_eq!(check(Some(&hook("FAIL", json!([var_check("r", op, value)]))), &vars), None, "{op} {value}");
+            assert_eq!(check(Some(&hook("FAIL", json!([var_check("r", op, value)]))), &vars).1, None, "{op} {value}");
         }
-        let unmet = check(Some(&hook("SKIP", json!([var_check("ok", "NE", "x"), var_check("branch", "EQ", "main")]))), &vars).unwrap();
+        let (outcomes, unmet) = check(Some(&hook("SKIP", json!([var_check("ok", "NE", "x"), var_check("branch", "EQ", "main")]))), &vars);
+        let unmet = unmet.unwrap();
         assert_eq!(unmet.result, "SKIP");
+        assert_eq!(outcomes.iter().map(|o| (o.rule_name.as_str(), o.failure.is_none())).collect::<Vec<_>>(), [("ok", true), ("branch", false)]);
+        assert_eq!(outcomes[0].input["resolvedConfiguration"]["Variable"], "release/1.2");
+        assert_eq!(outcomes[0].input["configuration"]["Variable"], "#{Build.Branch}");
         assert_eq!(unmet.why, "rule 'branch': #{Build.Branch} is 'release/1.2', not EQ 'main'");
-        let unknown = check(Some(&hook("FAIL", json!([var_check("r", "EQ", "x")]))), &HashMap::new()).unwrap();
+        let unknown = check(Some(&hook("FAIL", json!([var_check("r", "EQ", "x")]))), &HashMap::new()).1.unwrap();
         assert_eq!(unknown.why, "rule 'r': variable Build.Branch has no value");
     }
 
     #[test]
     fn rules_this_server_cannot_run_are_not_met() {
         let alarm = json!([{"name": "alarm", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"}}]);
-        let unmet = check(Some(&hook("FAIL", alarm)), &HashMap::new()).unwrap();
+        let unmet = check(Some(&hook("FAIL", alarm)), &HashMap::new()).1.unwrap();
         assert_eq!(unmet.why, "rule 'alarm': CloudWatchAlarm rules cannot be evaluated by this server");
-        assert_eq!(check(None, &HashMap::new()), None);
-        assert_eq!(check(Some(&json!({"conditions": []})), &HashMap::new()), None);
+        assert_eq!(check(None, &HashMap::new()).1, None);
+        assert_eq!(check(Some(&json!({"conditions": []})), &HashMap::new()).1, None);
     }
 }

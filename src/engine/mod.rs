@@ -33,6 +33,7 @@ use crate::store::action_types as type_store;
 use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpdate, ExecutionRow, Move, NewAction, NewExecution};
 use crate::store::jobs::{self, NewJob};
 use crate::store::pipelines;
+use crate::store::rule_executions::{self, NewRuleExecution};
 
 /// Manual approvals wait this long unless the action sets timeoutInMinutes.
 pub const DEFAULT_APPROVAL_MINUTES: i64 = 7 * 24 * 60;
@@ -375,7 +376,7 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
     if e.execution_mode != "PARALLEL" && store::stage_occupied(conn, account, pipeline, e.stage_index, e.execution_id).await? {
         return Ok(Step::Idle);
     }
-    if let Some(unmet) = unmet(conn, scope, e, decl, stage.before_entry.as_ref()).await? {
+    if let Some(unmet) = unmet(conn, scope, e, decl, stage, "BEFORE_ENTRY").await? {
         let summary = format!("Stage '{}' entry condition not met: {}", stage.name, unmet.why);
         let leave = if unmet.result == "SKIP" && i + 1 < decl.stages.len() {
             Move { stage: Some((&stage.name, "Skipped")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
@@ -462,7 +463,7 @@ async fn step_stage(
         let waits = now.iter().any(|a| a.status == "InProgress");
         return Ok(if waits { Step::Idle } else { Step::Moved(e.clone(), Some(now)) });
     }
-    if let Some(unmet) = unmet(conn, scope, e, decl, stage.on_success.as_ref()).await? {
+    if let Some(unmet) = unmet(conn, scope, e, decl, stage, "ON_SUCCESS").await? {
         let summary = format!("Stage '{}' success condition not met: {}", stage.name, unmet.why);
         return fail_stage(conn, scope, e, stage, &summary, unmet.result == "ROLLBACK", seen).await;
     }
@@ -626,20 +627,36 @@ fn visible_variables(e: &ExecutionRow, decl: &PipelineDeclaration, everything: &
     vars
 }
 
-/// The first unmet condition of a stage hook of `e` (see `conditions`);
-/// reads the execution's actions only when the hook has conditions.
+/// Evaluates a hook of the stage `e` is entering or leaving (`conditions`),
+/// records its rules' executions, and answers its first unmet condition.
+/// Reads the execution's actions only when the hook has conditions.
 async fn unmet(
     conn: &mut PgConnection,
     scope: Scope<'_>,
     e: &ExecutionRow,
     decl: &PipelineDeclaration,
-    hook: Option<&Value>,
+    stage: &StageDeclaration,
+    condition_type: &str,
 ) -> Result<Option<conditions::Unmet>, ApiError> {
+    let hook = if condition_type == "BEFORE_ENTRY" { stage.before_entry.as_ref() } else { stage.on_success.as_ref() };
     if !conditions::any(hook) {
         return Ok(None);
     }
     let everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
-    Ok(conditions::check(hook, &visible_variables(e, decl, &everything)))
+    let (outcomes, unmet) = conditions::check(hook, &visible_variables(e, decl, &everything));
+    let rules: Vec<NewRuleExecution> = outcomes
+        .iter()
+        .map(|o| NewRuleExecution {
+            condition_index: o.condition as i32,
+            rule_name: &o.rule_name,
+            status: if o.failure.is_some() { "Failed" } else { "Succeeded" },
+            summary: o.failure.as_deref(),
+            input: &o.input,
+        })
+        .collect();
+    let (account, pipeline) = (scope.account_id, scope.pipeline);
+    rule_executions::insert(conn, account, pipeline, e, &stage.name, condition_type, &rules).await?;
+    Ok(unmet)
 }
 
 /// Starts one action (written by [`Starts::write`]); answers where it

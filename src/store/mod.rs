@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod executions;
 pub mod jobs;
 pub mod pipelines;
+pub mod rule_executions;
 pub mod tags;
 pub mod third_party;
 pub mod webhooks;

@@ -728,6 +728,31 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     assert!(summary.contains("Stage 'Work' entry condition not met") && summary.contains("'prod-only'") && summary.contains("'dev'"), "{summary}");
     assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "nothing ran");
 
+    // What the rules came to: ListRuleExecutions and the stage's condition state.
+    let listed = client.list_rule_executions().pipeline_name("p").send().await.unwrap();
+    let rules: Vec<_> = listed.rule_execution_details().iter().map(|r| (r.rule_name().unwrap(), r.status().unwrap().as_str())).collect();
+    assert_eq!(rules, [("prod-only", "Failed"), ("deploys", "Failed"), ("prod-only", "Succeeded")], "newest first");
+    let filter = RuleExecutionFilter::builder().pipeline_execution_id(&dev).build();
+    let of_dev = client.list_rule_executions().pipeline_name("p").filter(filter).send().await.unwrap();
+    let rule = &of_dev.rule_execution_details()[0];
+    assert_eq!((of_dev.rule_execution_details().len(), rule.stage_name()), (1, Some("Work")));
+    assert_eq!(rule.input().unwrap().configuration().unwrap()["Variable"], "#{variables.env}");
+    assert_eq!(rule.input().unwrap().resolved_configuration().unwrap()["Variable"], "dev");
+    let why = rule.output().unwrap().execution_result().unwrap().external_execution_summary().unwrap();
+    assert!(why.contains("'dev'"), "{why}");
+    let paged = client.list_rule_executions().pipeline_name("p").max_results(2).send().await.unwrap();
+    let rest = client.list_rule_executions().pipeline_name("p").next_token(paged.next_token().unwrap()).send().await.unwrap();
+    assert_eq!((paged.rule_execution_details().len(), rest.rule_execution_details().len(), rest.next_token()), (2, 1, None));
+    let other = server.client(&server.account("b").await);
+    let err = other.list_rule_executions().pipeline_name("p").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "PipelineNotFoundException", "another account sees none of them");
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let gate = state.stage_states()[1].before_entry_condition_state().unwrap();
+    assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Failed));
+    let rule_state = &gate.condition_states()[0].rule_states()[0];
+    assert_eq!(rule_state.rule_name(), Some("prod-only"));
+    assert_eq!(rule_state.latest_execution().unwrap().status(), Some(&RuleExecutionStatus::Failed));
+
     let deploy = start(&[("deploy", "yes")]).await;
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     assert_eq!(finish_work(&client, &[]).await, ["F"], "deploy is yes: Final runs");
