@@ -246,7 +246,7 @@ pub async fn rollback_stage(cx: Cx, input: RollbackStageInput) -> Result<StartPi
     if target.execution_type == "ROLLBACK" {
         return Err(cannot_roll_back(format!("Execution {id} is itself a rollback and cannot be a rollback target")));
     }
-    if store::stage_status(&mut tx, &cx.account_id, pipeline, id, &input.stage_name).await?.as_deref() != Some("Succeeded") {
+    if store::stage_record(&mut tx, &cx.account_id, pipeline, id, &input.stage_name).await?.is_none_or(|r| r.status != "Succeeded") {
         return Err(cannot_roll_back(format!("Execution {id} did not succeed in stage '{}'", input.stage_name)));
     }
     let execution = engine::start_rollback(&mut tx, cx.scope(pipeline, locked), &target, index as i32, Some(cx.caller_arn())).await?;
@@ -753,26 +753,27 @@ fn masked(config: &Value, type_id: &Value, types: &HashMap<ActionTypeId, crate::
     config
 }
 
+/// The execution a List*Executions filter names (`pipelineExecutionId`, or
+/// `latestInPipelineExecution`), checked to exist, after checking that the
+/// pipeline does.
+async fn execution_filter(conn: &mut PgConnection, cx: &Cx, pipeline: &str, filter: Option<&Value>) -> Result<Option<Uuid>, ApiError> {
+    if !pipelines::exists(conn, &cx.account_id, pipeline).await? {
+        return Err(engine::not_found_error(pipeline));
+    }
+    let id = filter.and_then(|f| f["pipelineExecutionId"].as_str().or_else(|| f["latestInPipelineExecution"]["pipelineExecutionId"].as_str()));
+    let Some(id) = id else { return Ok(None) };
+    let uuid = parse_execution_id(id, pipeline)?;
+    store::get_execution(conn, &cx.account_id, pipeline, uuid).await?.ok_or_else(|| execution_not_found(id, pipeline))?;
+    Ok(Some(uuid))
+}
+
 /// Errors: PipelineNotFoundException, PipelineExecutionNotFoundException, InvalidNextTokenException.
 pub async fn list_action_executions(cx: Cx, input: ListActionExecutionsInput) -> Result<Value, ApiError> {
     let pipeline = input.pipeline_name.as_str();
     let limit = input.max_results.unwrap_or(100);
     let before = seq_token(input.next_token.as_deref())?;
     let mut conn = cx.pool().acquire().await?;
-    if !pipelines::exists(&mut conn, &cx.account_id, pipeline).await? {
-        return Err(engine::not_found_error(pipeline));
-    }
-    let filter_id = input.filter.as_ref().and_then(|f| {
-        f["pipelineExecutionId"].as_str().or_else(|| f["latestInPipelineExecution"]["pipelineExecutionId"].as_str()).map(str::to_owned)
-    });
-    let execution = match &filter_id {
-        Some(id) => {
-            let uuid = parse_execution_id(id, pipeline)?;
-            store::get_execution(&mut conn, &cx.account_id, pipeline, uuid).await?.ok_or_else(|| execution_not_found(id, pipeline))?;
-            Some(uuid)
-        }
-        None => None,
-    };
+    let execution = execution_filter(&mut conn, &cx, pipeline, input.filter.as_ref()).await?;
     let types = types_for_account(&mut conn, &cx.account_id, true).await?;
     let mut rows = store::list_actions(&mut conn, &cx.account_id, pipeline, execution, before, limit + 1).await?;
     let next = more(&mut rows, limit, |r| r.seq);
@@ -863,20 +864,7 @@ pub async fn list_rule_executions(cx: Cx, input: ListRuleExecutionsInput) -> Res
     let limit = input.max_results.unwrap_or(100);
     let before = seq_token(input.next_token.as_deref())?;
     let mut conn = cx.pool().acquire().await?;
-    if !pipelines::exists(&mut conn, &cx.account_id, pipeline).await? {
-        return Err(engine::not_found_error(pipeline));
-    }
-    let filter_id = input.filter.as_ref().and_then(|f| {
-        f["pipelineExecutionId"].as_str().or_else(|| f["latestInPipelineExecution"]["pipelineExecutionId"].as_str()).map(str::to_owned)
-    });
-    let execution = match &filter_id {
-        Some(id) => {
-            let uuid = parse_execution_id(id, pipeline)?;
-            store::get_execution(&mut conn, &cx.account_id, pipeline, uuid).await?.ok_or_else(|| execution_not_found(id, pipeline))?;
-            Some(uuid)
-        }
-        None => None,
-    };
+    let execution = execution_filter(&mut conn, &cx, pipeline, input.filter.as_ref()).await?;
     let mut rows = rule_executions::list(&mut conn, &cx.account_id, pipeline, execution, before, limit + 1).await?;
     let next = more(&mut rows, limit, |r| r.seq);
     let details: Vec<Value> = rows

@@ -423,7 +423,7 @@ async fn step_stage(
             return Ok(Step::Idle);
         }
         if let Some(mode) = automatic_retry(stage)
-            && store::auto_retries(conn, account, pipeline, e.execution_id, &stage.name).await? == 0
+            && store::stage_record(conn, account, pipeline, e.execution_id, &stage.name).await?.is_none_or(|r| r.auto_retries == 0)
         {
             // Once per execution: the failed actions (or all) start again.
             let failed: Vec<String> = rows.iter().filter(|r| r.status != "Succeeded").map(|r| r.action_name.clone()).collect();

@@ -302,17 +302,25 @@ pub async fn latest_stages(conn: &mut PgConnection, account_id: &str, pipeline: 
     .await
 }
 
-pub async fn stage_status(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> = sqlx::query_as(
-        "select status from stage_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
+/// How a stage of one execution stands, if it was ever entered.
+pub async fn stage_record(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str) -> Result<Option<StageRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "select status, auto_retries from stage_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
     )
     .bind(account_id)
     .bind(pipeline)
     .bind(id)
     .bind(stage)
     .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.0))
+    .await
+}
+
+/// A stage of one execution: how it stands, and how many times its
+/// failure retried it automatically.
+#[derive(sqlx::FromRow)]
+pub struct StageRecord {
+    pub status: String,
+    pub auto_retries: i32,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -686,19 +694,6 @@ pub async fn record_retry(conn: &mut PgConnection, account_id: &str, pipeline: &
     Ok(())
 }
 
-/// How many times a stage of an execution was retried automatically.
-pub async fn auto_retries(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str) -> Result<i32, sqlx::Error> {
-    let row: Option<(i32,)> = sqlx::query_as(
-        "select auto_retries from stage_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(id)
-    .bind(stage)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map_or(0, |r| r.0))
-}
 
 pub async fn clear_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -536,6 +536,18 @@ async fn results_before_and_at_the_end_of_a_stage_record_the_same_details() {
     assert!(e.status_summary().unwrap().contains("tests failed"), "{:?}", e.status_summary());
 }
 
+/// Creates the `Source/Repo` and `Build/Worker` types and pipeline `p`, and
+/// finishes the CreatePipeline execution's source job: its Work jobs queue.
+async fn create_past_source(client: &Client, p: PipelineDeclaration) {
+    custom_action_type(client, "Source", "Repo", &[]).await;
+    custom_action_type(client, "Build", "Worker", &[("Pool", true, false, false)]).await;
+    client.create_pipeline().pipeline(p).send().await.unwrap();
+    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
+    let job = &source.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+}
+
 /// Polls, acknowledges and finishes every queued Worker job: failing those
 /// of the actions named in `fail`. Answers the actions that ran.
 async fn finish_work(client: &Client, fail: &[&str]) -> Vec<String> {
@@ -563,17 +575,11 @@ async fn finish_work(client: &Client, fail: &[&str]) -> Vec<String> {
 async fn a_stage_declared_to_retry_on_failure_runs_its_failed_actions_again_once() {
     let server = TestServer::start().await;
     let client = server.client(&server.account("a").await);
-    custom_action_type(&client, "Source", "Repo", &[]).await;
-    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
     let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue"), work_action("B", "blue")])]);
     let retry = RetryConfiguration::builder().retry_mode(StageRetryMode::FailedActions).build();
     p.stages[1].on_failure =
         Some(FailureConditions::builder().result(aws_sdk_codepipeline::types::Result::Retry).retry_configuration(retry).build());
-    client.create_pipeline().pipeline(p).send().await.unwrap();
-    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
-    let job = &source.jobs()[0];
-    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
-    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    create_past_source(&client, p).await;
 
     assert_eq!(finish_work(&client, &["A"]).await, ["A", "B"]);
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
@@ -617,15 +623,9 @@ async fn a_stage_declared_to_retry_on_failure_runs_its_failed_actions_again_once
 async fn a_stage_declared_to_roll_back_on_failure_reruns_the_last_good_execution() {
     let server = TestServer::start().await;
     let client = server.client(&server.account("a").await);
-    custom_action_type(&client, "Source", "Repo", &[]).await;
-    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
     let mut p = source_then("p", ExecutionMode::Superseded, vec![("Work", vec![work_action("A", "blue")])]);
     p.stages[1].on_failure = Some(FailureConditions::builder().result(aws_sdk_codepipeline::types::Result::Rollback).build());
-    client.create_pipeline().pipeline(p).send().await.unwrap();
-    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
-    let job = &source.jobs()[0];
-    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
-    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    create_past_source(&client, p).await;
     assert_eq!(finish_work(&client, &["A"]).await, ["A"]);
     let executions = || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
     let listed = executions().await;
@@ -690,8 +690,6 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     assert_eq!(listed, ["VariableCheck"], "the rule type this server evaluates");
     let properties: Vec<_> = types.rule_types()[0].rule_configuration_properties().iter().map(|p| p.name().to_owned()).collect();
     assert_eq!(properties, ["Variable", "Operator", "Value"]);
-    custom_action_type(&client, "Source", "Repo", &[]).await;
-    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
     let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")]), ("Final", vec![work_action("F", "blue")])]);
     p.variables = Some(vec![
         PipelineVariableDeclaration::builder().name("env").default_value("prod").build().unwrap(),
@@ -701,11 +699,7 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     p.stages[1].before_entry = Some(BeforeEntryConditions::builder().conditions(gate).build().unwrap());
     let skip = condition(Outcome::Skip, variable_check("deploys", "#{variables.deploy}", "MATCHES", "^(yes|true)$"));
     p.stages[2].before_entry = Some(BeforeEntryConditions::builder().conditions(skip).build().unwrap());
-    client.create_pipeline().pipeline(p).send().await.unwrap();
-    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
-    let job = &source.jobs()[0];
-    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
-    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    create_past_source(&client, p).await;
     assert_eq!(finish_work(&client, &[]).await, ["A"], "env is prod: Work runs; deploy is no: Final is skipped");
     let first = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries()[0].clone();
     assert_eq!(first.status(), Some(&PipelineExecutionStatus::Succeeded));
@@ -767,17 +761,11 @@ async fn a_success_condition_that_cannot_be_checked_fails_its_stage() {
     use aws_sdk_codepipeline::types::Result as Outcome;
     let server = TestServer::start().await;
     let client = server.client(&server.account("a").await);
-    custom_action_type(&client, "Source", "Repo", &[]).await;
-    custom_action_type(&client, "Build", "Worker", &[("Pool", true, false, false)]).await;
     let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])]);
     let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("CloudWatchAlarm").version("1").build().unwrap();
     let alarm = RuleDeclaration::builder().name("healthy").rule_type_id(id).configuration("AlarmName", "errors").build().unwrap();
     p.stages[1].on_success = Some(SuccessConditions::builder().conditions(condition(Outcome::Fail, alarm)).build().unwrap());
-    client.create_pipeline().pipeline(p).send().await.unwrap();
-    let source = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap();
-    let job = &source.jobs()[0];
-    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
-    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    create_past_source(&client, p).await;
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     let first = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries()[0].clone();
     let e = execution_of(&client, first.pipeline_execution_id().unwrap()).await;
