@@ -15,6 +15,9 @@ use rand::RngCore;
 
 const NONCE_LEN: usize = 12;
 
+/// How a secret value sealed inside a JSON document begins ([`SecretBox::seal_value`]).
+pub const SEALED_PREFIX: &str = "millrace:sealed:v1:";
+
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
@@ -57,6 +60,20 @@ impl SecretBox {
         [nonce.as_slice(), &sealed].concat()
     }
 
+    /// A secret string as a JSON document stores it: sealed, in base64,
+    /// after [`SEALED_PREFIX`].
+    pub fn seal_value(&self, value: &str, aad: &[u8]) -> String {
+        format!("{SEALED_PREFIX}{}", STANDARD.encode(self.seal(value.as_bytes(), aad)))
+    }
+
+    /// Opens a value from [`Self::seal_value`]; any other value is returned
+    /// as it is (stored before values were sealed).
+    pub fn open_value(&self, value: &str, aad: &[u8]) -> anyhow::Result<String> {
+        let Some(encoded) = value.strip_prefix(SEALED_PREFIX) else { return Ok(value.to_owned()) };
+        let sealed = STANDARD.decode(encoded).context("a sealed value is not valid base64")?;
+        String::from_utf8(self.open(&sealed, aad)?).context("a sealed value is not UTF-8")
+    }
+
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> anyhow::Result<Vec<u8>> {
         if sealed.len() < NONCE_LEN {
             return Err(anyhow!("sealed secret is truncated"));
@@ -72,6 +89,16 @@ impl SecretBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_values_open_with_their_key_and_plain_ones_pass() {
+        let a = SecretBox::from_base64(&SecretBox::generate_key_base64()).unwrap();
+        let sealed = a.seal_value("s3cr3t", b"acct");
+        assert!(sealed.starts_with(SEALED_PREFIX) && !sealed.contains("s3cr3t"));
+        assert_eq!(a.open_value(&sealed, b"acct").unwrap(), "s3cr3t");
+        assert!(a.open_value(&sealed, b"other").is_err());
+        assert_eq!(a.open_value("plain", b"acct").unwrap(), "plain");
+    }
 
     #[test]
     fn sealed_secrets_open_only_with_the_same_key_and_row() {

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{Cx, Empty};
 use crate::api::executions::parse_timestamp;
+use crate::crypto::SEALED_PREFIX;
 use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::pipeline::action_types::ActionType;
@@ -92,19 +93,27 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     let jobs = polled
         .jobs
         .into_iter()
-        .map(|j| json!({"id": j.job_id, "data": with_credentials(&cx, j.data), "nonce": j.nonce, "accountId": cx.account_id}))
-        .collect();
+        .map(|j| Ok(json!({"id": j.job_id, "data": for_worker(&cx, j.data)?, "nonce": j.nonce, "accountId": cx.account_id})))
+        .collect::<Result<_, ApiError>>()?;
     Ok(PollForJobsOutput { jobs })
 }
 
-/// Adds the configured artifact store credentials. They are added when the
-/// data is handed out, never stored with the job.
-pub fn with_credentials(cx: &Cx, mut data: Value) -> Value {
+/// Job data as a worker gets it: secret configuration values opened (the
+/// job stores them sealed, as the pipeline does) and the configured
+/// artifact store credentials added. Neither is ever stored in the clear.
+pub fn for_worker(cx: &Cx, mut data: Value) -> Result<Value, ApiError> {
+    let aad = crate::api::pipelines::configuration_aad(&cx.account_id);
+    let config = data["actionConfiguration"]["configuration"].as_object_mut().into_iter().flat_map(|m| m.values_mut());
+    for value in config {
+        if let Some(sealed) = value.as_str().filter(|v| v.starts_with(SEALED_PREFIX)) {
+            *value = Value::String(cx.app.secrets.open_value(sealed, &aad).map_err(ApiError::internal)?);
+        }
+    }
     if let Some(c) = &cx.app.config.artifact_credentials {
         data["artifactCredentials"] =
             json!({"accessKeyId": c.access_key_id, "secretAccessKey": c.secret_access_key, "sessionToken": c.session_token});
     }
-    data
+    Ok(data)
 }
 
 pub fn job_not_found(id: &str) -> ApiError {
@@ -174,7 +183,7 @@ pub async fn get_job_details(cx: Cx, input: GetJobDetailsInput) -> Result<Value,
     if job.owner != "Custom" {
         return Err(job_not_found(&input.job_id));
     }
-    Ok(json!({"jobDetails": {"id": job.job_id, "data": with_credentials(&cx, job.data), "accountId": cx.account_id}}))
+    Ok(json!({"jobDetails": {"id": job.job_id, "data": for_worker(&cx, job.data)?, "accountId": cx.account_id}}))
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@ use super::action_types::{lock_account, types_for_account};
 use crate::store::executions::lock_pipeline;
 use super::tags::{self, Resource, ResourceArn, Tag};
 use super::{Cx, Empty, epoch_seconds, page_token};
+use crate::crypto::SEALED_PREFIX;
 use crate::pipeline::action_types::{ActionType, SECRET_MASK};
 use crate::pipeline::{ActionTypeId, PipelineDeclaration, validate};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -178,6 +179,26 @@ fn config_value_mut<'a>(pipeline: &'a mut Value, stage: &str, action: &str, key:
         .get_mut(key)
 }
 
+/// Seals every secret configuration value not sealed yet: stored
+/// declarations hold them only sealed under the master key, and jobs carry
+/// them sealed to the job APIs, which open them (`api::jobs::for_worker`).
+fn seal_secrets(mut pipeline: Value, types: &HashMap<ActionTypeId, ActionType>, cx: &Cx) -> Value {
+    for ((stage, action, key), value) in secret_values(&pipeline, types) {
+        if value.starts_with(SEALED_PREFIX) {
+            continue;
+        }
+        if let Some(slot) = config_value_mut(&mut pipeline, &stage, &action, &key) {
+            *slot = Value::String(cx.app.secrets.seal_value(&value, &configuration_aad(&cx.account_id)));
+        }
+    }
+    pipeline
+}
+
+/// What a sealed configuration value is bound to: its account.
+pub fn configuration_aad(account_id: &str) -> Vec<u8> {
+    format!("action-configuration:{account_id}").into_bytes()
+}
+
 /// An update that sends the mask back for a secret keeps the stored value of
 /// the same stage, action and key.
 fn restore_masked_secrets(mut pipeline: Value, previous: &Value, types: &HashMap<ActionTypeId, ActionType>) -> Value {
@@ -215,7 +236,7 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
             format!("The number of pipelines in this account has reached the limit of {MAX_PIPELINES}"),
         ));
     }
-    if !pipelines::insert(&mut tx, &cx.account_id, &name, &pipeline).await? {
+    if !pipelines::insert(&mut tx, &cx.account_id, &name, &seal_secrets(pipeline.clone(), &types, &cx)).await? {
         return Err(ApiError::new(
             ErrorCode::PipelineNameInUseException,
             format!("A pipeline with the name '{name}' already exists in this account"),
@@ -266,6 +287,7 @@ pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<Updat
     let all_types = types_for_account(&mut tx, &cx.account_id, true).await?;
     let pipeline = restore_masked_secrets(input.pipeline, &previous.declaration, &all_types);
     check_structure(&cx, &mut tx, &pipeline).await?;
+    let pipeline = seal_secrets(pipeline, &all_types, &cx);
     let row = pipelines::insert_next_version(&mut tx, &cx.account_id, &name, |v| with_version(pipeline.clone(), v))
         .await?
         .ok_or_else(|| not_found(&name))?;

@@ -107,7 +107,7 @@ pub async fn get_third_party_job_details(cx: Cx, input: GetThirdPartyJobDetailsI
         return Err(ApiError::new(ErrorCode::InvalidJobException, format!("'{}' is not a valid job id", input.job_id)));
     }
     let job = authorised_job(&cx, &input.job_id, &input.client_token).await?;
-    let mut details = json!({"id": job.job_id, "data": crate::api::jobs::with_credentials(&cx, partner_view(job.data))});
+    let mut details = json!({"id": job.job_id, "data": crate::api::jobs::for_worker(&cx, partner_view(job.data))?});
     if let Some(nonce) = job.nonce {
         details["nonce"] = json!(nonce);
     }

@@ -3,6 +3,7 @@
 use aws_sdk_codepipeline::types::{
     ActionCategory, ActionConfigurationProperty, ActionOwner, ActionTypeSettings, ArtifactDetails,
 };
+use millrace::crypto::{SEALED_PREFIX, SecretBox};
 use serde_json::Value;
 
 use crate::helpers::{TestServer, custom_action_type, error_code, error_message, simple_pipeline};
@@ -95,9 +96,16 @@ async fn secrets_are_masked_and_kept_when_the_mask_comes_back() {
             .await
             .unwrap();
     assert_eq!(stored.len(), 2);
-    for (version, declaration) in stored {
-        assert_eq!(declaration["stages"][2]["actions"][0]["configuration"]["Token"], "hunter2", "version {version}");
-    }
+    // Stored sealed under the master key, never in the clear; the update
+    // kept the sealed value as it was.
+    let master = SecretBox::from_base64(&server.master_key).unwrap();
+    let aad = millrace::api::pipelines::configuration_aad(&account.account_id);
+    let sealed: Vec<String> = stored.iter().map(|(_, d)| d["stages"][2]["actions"][0]["configuration"]["Token"].as_str().unwrap().to_owned()).collect();
+    assert!(sealed[0].starts_with(SEALED_PREFIX), "{}", sealed[0]);
+    assert!(stored.iter().all(|(_, d)| !d.to_string().contains("hunter2")));
+    assert_eq!(sealed[1], sealed[0]);
+    assert_eq!(master.open_value(&sealed[0], &aad).unwrap(), "hunter2");
+    assert!(master.open_value(&sealed[0], b"action-configuration:another-account").is_err());
 
     // A new value replaces the secret.
     let replaced = custom_pipeline("p", "Shipper", "correct-horse");
@@ -109,7 +117,8 @@ async fn secrets_are_masked_and_kept_when_the_mask_comes_back() {
     .fetch_one(&server.pool)
     .await
     .unwrap();
-    assert_eq!(declaration["stages"][2]["actions"][0]["configuration"]["Token"], "correct-horse");
+    let token = declaration["stages"][2]["actions"][0]["configuration"]["Token"].as_str().unwrap();
+    assert_eq!(master.open_value(token, &aad).unwrap(), "correct-horse");
 }
 
 #[tokio::test]

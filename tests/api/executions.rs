@@ -244,6 +244,13 @@ async fn a_realistic_pipeline_runs_from_source_to_deploy() {
     let ship = claim(&client, ActionCategory::Deploy, "Deployer", 1).await;
     let config = ship[0].data().unwrap().action_configuration().unwrap().configuration().unwrap();
     assert_eq!(config.get("Token").map(String::as_str), Some("s3cr3t"), "job workers see secrets");
+    for table in ["pipeline_version", "job", "action_execution"] {
+        let clear: i64 = sqlx::query_scalar(&format!("select count(*) from {table} t where t::text like '%s3cr3t%'"))
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+        assert_eq!(clear, 0, "{table} holds the secret only sealed");
+    }
     let input = &ship[0].data().unwrap().input_artifacts()[0];
     assert_eq!(input.name(), Some("pkg"));
     succeed(&client, &ship[0], &[]).await;
