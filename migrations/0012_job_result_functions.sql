@@ -80,7 +80,12 @@ create function millrace_update_action(
     p_account text, p_action uuid, p_status text, p_summary text, p_external_id text, p_external_url text,
     p_percent integer, p_error_code text, p_error_message text, p_updated_by text, p_revision jsonb, p_output jsonb)
 returns table (pipeline_name text, execution_id uuid, stage_name text, action_name text, status text, error_message text)
-language sql as $$
+-- PL/pgSQL rather than SQL: its plan is cached per session, where a SQL
+-- function's body is planned again on every call.
+language plpgsql as $$
+#variable_conflict use_column
+begin
+    return query
     update action_execution x
        set status = coalesce(p_status, x.status), summary = coalesce(p_summary, x.summary),
            external_execution_id = coalesce(p_external_id, x.external_execution_id),
@@ -89,7 +94,8 @@ language sql as $$
            error_message = coalesce(p_error_message, x.error_message), updated_by = coalesce(p_updated_by, x.updated_by),
            revision = coalesce(p_revision, x.revision), output = x.output || coalesce(p_output, '{}'), updated_at = now()
      where x.account_id = p_account and x.action_execution_id = p_action and x.status = 'InProgress'
-    returning x.pipeline_name, x.execution_id, x.stage_name, x.action_name, x.status, x.error_message
+    returning x.pipeline_name::text, x.execution_id, x.stage_name::text, x.action_name::text, x.status, x.error_message;
+end
 $$;
 
 -- A worker's result (or a job's timeout), up to where the engine takes
@@ -126,7 +132,7 @@ begin
         return;
     end if;
     select * into a from millrace_update_action(p_account, l.action_execution_id, p_status, p_summary, p_external_id,
-        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, p_updated_by,
+        case when p_external_id is not null then millrace_execution_url(p_account, p_job, p_external_id) end, p_percent, p_error_code, p_error_message, p_updated_by,
         p_revision, p_output);
     if not found then
         return query select 'ended', p_job_status, l.pipeline_name, l.current_version, l.generation, null::jsonb, null::jsonb;
@@ -199,7 +205,7 @@ begin
     update job j set status = p_job_status, updated_at = now()
      where j.account_id = p_account and j.job_id = p_job and j.status = 'InProgress';
     perform millrace_update_action(p_account, l.action_execution_id, p_status, p_summary, p_external_id,
-        millrace_execution_url(p_account, p_job, p_external_id), p_percent, p_error_code, p_error_message, p_updated_by,
+        case when p_external_id is not null then millrace_execution_url(p_account, p_job, p_external_id) end, p_percent, p_error_code, p_error_message, p_updated_by,
         p_revision, p_output);
     return query select 'ended', p_job_status;
 end
