@@ -740,6 +740,13 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     let other = server.client(&server.account("b").await);
     let err = other.list_rule_executions().pipeline_name("p").send().await.unwrap_err();
     assert_eq!(error_code(&err), "PipelineNotFoundException", "another account sees none of them");
+    let unknown = RuleExecutionFilter::builder().pipeline_execution_id("4c1e7a52-0000-4000-8000-000000000000").build();
+    let err = client.list_rule_executions().pipeline_name("p").filter(unknown).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "PipelineExecutionNotFoundException");
+    let err = client.list_rule_executions().pipeline_name("p").next_token("not-a-token").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "InvalidNextTokenException");
+    let err = client.list_rule_executions().pipeline_name("nope").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "PipelineNotFoundException");
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let gate = state.stage_states()[1].before_entry_condition_state().unwrap();
     assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Failed));
