@@ -491,9 +491,6 @@ async fn step_stage(
     Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &done).await?))
 }
 
-/// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure of
-/// `stage` retries it automatically: its onFailure result is RETRY (and it
-/// has no conditions).
 /// Whether a failure of `stage` rolls it back automatically: its onFailure
 /// result is ROLLBACK (and it has no conditions, which on failure are not
 /// evaluated).
@@ -501,6 +498,9 @@ fn automatic_rollback(stage: &StageDeclaration) -> bool {
     stage.on_failure.as_ref().is_some_and(|f| f["result"] == "ROLLBACK" && !conditions::any(Some(f)))
 }
 
+/// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure of
+/// `stage` retries it automatically: its onFailure result is RETRY (and it
+/// has no conditions).
 fn automatic_retry(stage: &StageDeclaration) -> Option<&str> {
     let on_failure = stage.on_failure.as_ref()?;
     (on_failure["result"] == "RETRY" && !conditions::any(Some(on_failure)))
