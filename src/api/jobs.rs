@@ -214,15 +214,14 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 /// Ends a job of `owner` with its action. Most results of a fan-out stage
 /// decide nothing about the execution: one statement that commits on its
 /// own. The stage's last one runs [`end_job`] and the engine.
-async fn finish(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
-    let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
+async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
     // Its own statement: the connection goes back before end_job takes one.
     let ended = jobs::end_unless_last(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await?;
     match ended {
         EndUnlessLast::NotFound => Err(job_not_found(job_id)),
         EndUnlessLast::NotInProgress(status) => Err(invalid_state(job_id, &status)),
         EndUnlessLast::Ended => Ok(()),
-        EndUnlessLast::Last => Ok(end_job(cx, job_id, owner, job_status, update).await?.0.commit().await?),
+        EndUnlessLast::Last => Ok(end_job(cx, job_id, uuid, owner, job_status, update).await?.0.commit().await?),
     }
 }
 
@@ -231,8 +230,14 @@ async fn finish(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &A
 /// caller commits: BEGIN, the job's end (`jobs::end_job`, which takes the
 /// locks), whatever the engine then does (usually nothing: other actions of
 /// the stage still run). The flag: whether the action was still in progress.
-async fn end_job(cx: &Cx, job_id: &str, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(Transaction<'static, Postgres>, bool), ApiError> {
-    let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
+async fn end_job(
+    cx: &Cx,
+    job_id: &str,
+    uuid: Uuid,
+    owner: &str,
+    job_status: &str,
+    update: &ActionUpdate<'_>,
+) -> Result<(Transaction<'static, Postgres>, bool), ApiError> {
     let mut tx = cx.pool().begin().await?;
     match jobs::end_job(&mut tx, &cx.account_id, uuid, Some(owner), job_status, update).await? {
         JobEnd::NotFound => Err(job_not_found(job_id)),
@@ -263,6 +268,7 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
             ));
         }
     }
+    let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
     let details = input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
     let revision = input.current_revision.map(|r| {
         let mut rev = json!({"revisionId": r["revision"], "revisionChangeId": r["changeIdentifier"]});
@@ -284,13 +290,13 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
     let Some(token) = input.continuation_token else {
         update.status = Some("Succeeded");
         update.output = input.output_variables.map(|vars| json!({"outputVariables": vars}));
-        return finish(cx, job_id, owner, "Succeeded", &update).await;
+        return finish(cx, job_id, uuid, owner, "Succeeded", &update).await;
     };
     // The action goes on (unless it was stopped): a new job carries the
     // token to the next poll.
-    let (mut tx, in_progress) = end_job(cx, job_id, owner, "Succeeded", &update).await?;
+    let (mut tx, in_progress) = end_job(cx, job_id, uuid, owner, "Succeeded", &update).await?;
     if in_progress {
-        jobs::continue_with(&mut tx, &cx.account_id, Uuid::parse_str(job_id).map_err(ApiError::internal)?, Uuid::new_v4(), &token).await?;
+        jobs::continue_with(&mut tx, &cx.account_id, uuid, Uuid::new_v4(), &token).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -322,6 +328,7 @@ pub struct FailureDetails {
 
 /// Completes a job of `owner` with failure.
 pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -> Result<(), ApiError> {
+    let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
     let update = ActionUpdate {
         status: Some("Failed"),
         error_code: Some(&details.kind),
@@ -329,7 +336,7 @@ pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -
         external_execution_id: details.external_execution_id.as_deref(),
         ..Default::default()
     };
-    finish(cx, job_id, owner, "Failed", &update).await
+    finish(cx, job_id, uuid, owner, "Failed", &update).await
 }
 
 /// Errors: ValidationException, JobNotFoundException, InvalidJobStateException.
