@@ -535,7 +535,11 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
                     "latestRetryTrigger": trigger,
                 });
             }
-            for (condition_type, key) in [("BEFORE_ENTRY", "beforeEntryConditionState"), ("ON_SUCCESS", "onSuccessConditionState")] {
+            for (condition_type, key) in [
+                ("BEFORE_ENTRY", "beforeEntryConditionState"),
+                ("ON_SUCCESS", "onSuccessConditionState"),
+                ("ON_FAILURE", "onFailureConditionState"),
+            ] {
                 let evaluated: Vec<&RuleExecutionRow> = rules
                     .iter()
                     .filter(|r| r.execution_id == l.execution_id && r.stage_name == stage.name && r.condition_type == condition_type)

@@ -1,7 +1,7 @@
-//! Stage conditions (V2). A stage's `beforeEntry` and `onSuccess` hooks each
-//! hold a condition of rules; the condition is met when every rule succeeds,
-//! and its `result` applies when it is not (entry: FAIL or SKIP; success:
-//! FAIL or ROLLBACK). This server evaluates `VariableCheck` rules against
+//! Stage conditions (V2). A stage's `beforeEntry`, `onSuccess` and
+//! `onFailure` hooks each hold a condition of rules; the condition is met
+//! when every rule succeeds, and its `result` applies when it is not (entry:
+//! FAIL or SKIP; success: FAIL or ROLLBACK; failure: ROLLBACK or RETRY). This server evaluates `VariableCheck` rules against
 //! the variables the stage's actions see. Every other rule provider needs
 //! an AWS service this server does not reach: such a rule fails with a
 //! message saying so, so a condition that needs one is never met (a gate
@@ -31,7 +31,7 @@ pub struct RuleOutcome {
     pub input: Value,
 }
 
-/// Evaluates every rule of a stage hook (`beforeEntry`, `onSuccess`):
+/// Evaluates every rule of a stage hook (`beforeEntry`, `onSuccess`, `onFailure`):
 /// what each came to, and the first condition that is not met (None when
 /// all are, or there are none).
 pub fn check(hook: Option<&Value>, vars: &HashMap<String, String>) -> (Vec<RuleOutcome>, Option<Unmet>) {
@@ -42,7 +42,9 @@ pub fn check(hook: Option<&Value>, vars: &HashMap<String, String>) -> (Vec<RuleO
         for r in condition["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let failure = rule(r, vars).err();
             if let (Some(why), None) = (&failure, &unmet) {
-                unmet = Some(Unmet { result: condition["result"].as_str().unwrap_or("FAIL").to_owned(), why: why.clone() });
+                // onFailure may state its result on the hook rather than the condition.
+                let result = condition["result"].as_str().or_else(|| hook.and_then(|h| h["result"].as_str()));
+                unmet = Some(Unmet { result: result.unwrap_or("FAIL").to_owned(), why: why.clone() });
             }
             outcomes.push(RuleOutcome { condition: index, rule_name: r["name"].as_str().unwrap_or_default().to_owned(), failure, input: input(r, vars) });
         }

@@ -422,7 +422,8 @@ async fn step_stage(
         if in_progress {
             return Ok(Step::Idle);
         }
-        if let Some(mode) = automatic_retry(stage)
+        let result = on_failure(conn, scope, e, decl, stage).await?;
+        if let Some(mode) = result.as_deref().and_then(|r| retry_mode(stage, r))
             && store::stage_record(conn, account, pipeline, e.execution_id, &stage.name).await?.is_none_or(|r| r.auto_retries == 0)
         {
             // Once per execution: the failed actions (or all) start again.
@@ -434,7 +435,7 @@ async fn step_stage(
         }
         let why = failed.error_message.clone().unwrap_or_else(|| format!("Action '{}' failed", failed.action_name));
         let summary = format!("Stage '{}' failed: action '{}': {why}", stage.name, failed.action_name);
-        return fail_stage(conn, scope, e, stage, &summary, automatic_rollback(stage), seen).await;
+        return fail_stage(conn, scope, e, stage, &summary, result.as_deref() == Some("ROLLBACK"), seen).await;
     }
     if in_progress {
         return Ok(Step::Idle);
@@ -491,20 +492,31 @@ async fn step_stage(
     Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &done).await?))
 }
 
-/// Whether a failure of `stage` rolls it back automatically: its onFailure
-/// result is ROLLBACK (and it has no conditions, which on failure are not
-/// evaluated).
-fn automatic_rollback(stage: &StageDeclaration) -> bool {
-    stage.on_failure.as_ref().is_some_and(|f| f["result"] == "ROLLBACK" && !conditions::any(Some(f)))
+/// What a failure of `stage` comes to by its onFailure hook (RETRY,
+/// ROLLBACK, or None: it just fails). Without conditions the hook's result
+/// applies; with them, it applies when they are not met (their rules are
+/// evaluated and recorded, as for the other hooks).
+async fn on_failure(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    e: &ExecutionRow,
+    decl: &PipelineDeclaration,
+    stage: &StageDeclaration,
+) -> Result<Option<String>, ApiError> {
+    let Some(hook) = stage.on_failure.as_ref() else { return Ok(None) };
+    if !conditions::any(Some(hook)) {
+        return Ok(hook["result"].as_str().map(str::to_owned));
+    }
+    Ok(unmet(conn, scope, e, decl, stage, "ON_FAILURE").await?.map(|u| u.result))
 }
 
-/// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure of
-/// `stage` retries it automatically: its onFailure result is RETRY (and it
-/// has no conditions).
-fn automatic_retry(stage: &StageDeclaration) -> Option<&str> {
-    let on_failure = stage.on_failure.as_ref()?;
-    (on_failure["result"] == "RETRY" && !conditions::any(Some(on_failure)))
-        .then(|| on_failure["retryConfiguration"]["retryMode"].as_str().unwrap_or("FAILED_ACTIONS"))
+/// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure's result
+/// is RETRY.
+fn retry_mode<'a>(stage: &'a StageDeclaration, result: &str) -> Option<&'a str> {
+    (result == "RETRY").then(|| {
+        let configured = stage.on_failure.as_ref().and_then(|f| f["retryConfiguration"]["retryMode"].as_str());
+        configured.unwrap_or("FAILED_ACTIONS")
+    })
 }
 
 /// Fails the stage `e` runs, and with it the execution; `roll_back`: then
@@ -638,7 +650,11 @@ async fn unmet(
     stage: &StageDeclaration,
     condition_type: &str,
 ) -> Result<Option<conditions::Unmet>, ApiError> {
-    let hook = if condition_type == "BEFORE_ENTRY" { stage.before_entry.as_ref() } else { stage.on_success.as_ref() };
+    let hook = match condition_type {
+        "BEFORE_ENTRY" => stage.before_entry.as_ref(),
+        "ON_SUCCESS" => stage.on_success.as_ref(),
+        _ => stage.on_failure.as_ref(),
+    };
     if !conditions::any(hook) {
         return Ok(None);
     }

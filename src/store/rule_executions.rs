@@ -15,7 +15,7 @@ pub struct NewRuleExecution<'a> {
     pub input: &'a Value,
 }
 
-/// Records the rules of one hook (`BEFORE_ENTRY`, `ON_SUCCESS`) of a stage
+/// Records the rules of one hook (`BEFORE_ENTRY`, `ON_SUCCESS`, `ON_FAILURE`) of a stage
 /// of an execution, in one statement.
 pub async fn insert(
     conn: &mut PgConnection,

@@ -657,6 +657,56 @@ async fn a_stage_declared_to_roll_back_on_failure_reruns_the_last_good_execution
     assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded));
 }
 
+/// An onFailure hook with a condition rolls back only when the condition
+/// is not met: a failure while the rule holds just fails; a failure while
+/// it does not starts the rollback. The rule's outcome shows as the stage's
+/// onFailure condition state.
+#[tokio::test]
+async fn a_failure_condition_decides_whether_the_stage_rolls_back() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let mut p = source_then("p", ExecutionMode::Superseded, vec![("Work", vec![work_action("A", "blue")])]);
+    p.variables = Some(vec![PipelineVariableDeclaration::builder().name("canary").default_value("healthy").build().unwrap()]);
+    let check = condition(Outcome::Rollback, variable_check("canary-healthy", "#{variables.canary}", "EQ", "healthy"));
+    p.stages[1].on_failure = Some(FailureConditions::builder().result(Outcome::Rollback).conditions(check).build());
+    create_past_source(&client, p).await;
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    let good = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries()[0].clone();
+    let good = good.pipeline_execution_id().unwrap().to_owned();
+
+    let client = &client;
+    let start = |canary: &'static str| async move {
+        let revision = SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("abc");
+        let canary = PipelineVariable::builder().name("canary").value(canary).build().unwrap();
+        let started = client.start_pipeline_execution().name("p").source_revisions(revision.build().unwrap()).variables(canary);
+        started.send().await.unwrap().pipeline_execution_id().unwrap().to_owned()
+    };
+    let executions = || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
+
+    let held = start("healthy").await;
+    assert_eq!(finish_work(client, &["A"]).await, ["A"]);
+    let listed = executions().await;
+    assert_eq!(listed.len(), 2, "the condition was met: no rollback");
+    assert_eq!((listed[0].pipeline_execution_id(), listed[0].status()), (Some(held.as_str()), Some(&PipelineExecutionStatus::Failed)));
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let on_failure = state.stage_states()[1].on_failure_condition_state().unwrap();
+    assert_eq!(on_failure.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Succeeded));
+
+    let broken = start("degraded").await;
+    assert_eq!(finish_work(client, &["A"]).await, ["A"]);
+    let listed = executions().await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert_eq!((listed[1].pipeline_execution_id(), listed[1].status()), (Some(broken.as_str()), Some(&PipelineExecutionStatus::Failed)));
+    assert_eq!(listed[0].trigger().unwrap().trigger_type(), Some(&TriggerType::AutomatedRollback));
+    assert_eq!(listed[0].rollback_metadata().unwrap().rollback_target_pipeline_execution_id(), Some(good.as_str()));
+    let filter = RuleExecutionFilter::builder().pipeline_execution_id(&broken).build();
+    let rules = client.list_rule_executions().pipeline_name("p").filter(filter).send().await.unwrap();
+    let rule = &rules.rule_execution_details()[0];
+    assert_eq!((rule.rule_name(), rule.status()), (Some("canary-healthy"), Some(&RuleExecutionStatus::Failed)));
+    assert_eq!(rule.input().unwrap().resolved_configuration().unwrap()["Variable"], "degraded");
+}
+
 fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
     let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
     RuleDeclaration::builder()
