@@ -18,6 +18,11 @@ const NONCE_LEN: usize = 12;
 /// How a secret value sealed inside a JSON document begins ([`SecretBox::seal_value`]).
 pub const SEALED_PREFIX: &str = "millrace:sealed:v1:";
 
+/// What a sealed action configuration value is bound to: its account.
+pub fn configuration_aad(account_id: &str) -> Vec<u8> {
+    format!("action-configuration:{account_id}").into_bytes()
+}
+
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,

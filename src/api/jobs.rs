@@ -102,7 +102,7 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
 /// job stores them sealed, as the pipeline does) and the configured
 /// artifact store credentials added. Neither is ever stored in the clear.
 pub fn for_worker(cx: &Cx, mut data: Value) -> Result<Value, ApiError> {
-    let aad = crate::api::pipelines::configuration_aad(&cx.account_id);
+    let aad = crate::crypto::configuration_aad(&cx.account_id);
     let config = data["actionConfiguration"]["configuration"].as_object_mut().into_iter().flat_map(|m| m.values_mut());
     for value in config {
         if let Some(sealed) = value.as_str().filter(|v| v.starts_with(SEALED_PREFIX)) {

@@ -53,6 +53,7 @@ impl Cx {
             pipeline,
             generation: locked.generation,
             declarations: &self.app.declarations,
+            secrets: &self.app.secrets,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::action_types::{lock_account, types_for_account};
 use crate::store::executions::lock_pipeline;
 use super::tags::{self, Resource, ResourceArn, Tag};
 use super::{Cx, Empty, epoch_seconds, page_token};
-use crate::crypto::SEALED_PREFIX;
+use crate::crypto::{SEALED_PREFIX, configuration_aad};
 use crate::pipeline::action_types::{ActionType, SECRET_MASK};
 use crate::pipeline::{ActionTypeId, PipelineDeclaration, validate};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -192,11 +192,6 @@ fn seal_secrets(mut pipeline: Value, types: &HashMap<ActionTypeId, ActionType>, 
         }
     }
     pipeline
-}
-
-/// What a sealed configuration value is bound to: its account.
-pub fn configuration_aad(account_id: &str) -> Vec<u8> {
-    format!("action-configuration:{account_id}").into_bytes()
 }
 
 /// An update that sends the mask back for a secret keeps the stored value of

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::crypto::{self, SEALED_PREFIX, SecretBox};
 use crate::pipeline::action_types::{self, ActionType};
 use crate::pipeline::{ActionDeclaration, ActionTypeId, PipelineDeclaration, StageDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -47,6 +48,8 @@ pub struct Scope<'a> {
     pub pipeline: &'a str,
     pub generation: Uuid,
     pub declarations: &'a Declarations,
+    /// Opens secret configuration values to resolve their variables.
+    pub secrets: &'a SecretBox,
 }
 
 impl Scope<'_> {
@@ -561,6 +564,19 @@ fn variable_pattern() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}").expect("variable pattern"))
 }
 
+/// A configuration value with its variables resolved, or why it cannot
+/// be. A secret value is stored sealed: it is opened to resolve it, and
+/// what is resolved is sealed again.
+fn resolve_configuration(secrets: &SecretBox, aad: &[u8], value: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+    let unknown = |missing: String| format!("Unable to resolve variable #{{{missing}}}");
+    if !value.starts_with(SEALED_PREFIX) {
+        return resolve(value, vars).map_err(unknown);
+    }
+    let plain = secrets.open_value(value, aad).map_err(|e| format!("A secret value cannot be read ({e})"))?;
+    let resolved = resolve(&plain, vars).map_err(unknown)?;
+    Ok(if resolved == plain { value.to_owned() } else { secrets.seal_value(&resolved, aad) })
+}
+
 /// Replaces `#{namespace.name}` references; Err names the first unresolvable one.
 fn resolve(value: &str, vars: &HashMap<String, String>) -> Result<String, String> {
     let mut missing = None;
@@ -693,15 +709,16 @@ async fn start_action<'a>(
     let id = &action.action_type_id;
 
     let vars = visible_variables(e, decl, everything);
+    let aad = crypto::configuration_aad(scope.account_id);
     let mut resolved = serde_json::Map::new();
     let mut unresolved = None;
     for (k, v) in &action.configuration {
-        match resolve(v, &vars) {
+        match resolve_configuration(scope.secrets, &aad, v, &vars) {
             Ok(r) => {
                 resolved.insert(k.clone(), Value::String(r));
             }
-            Err(m) => {
-                unresolved.get_or_insert(m);
+            Err(why) => {
+                unresolved.get_or_insert(why);
                 resolved.insert(k.clone(), Value::String(v.clone()));
             }
         }
@@ -786,8 +803,8 @@ async fn start_action<'a>(
         }
     }
 
-    if let Some(missing) = unresolved {
-        let message = format!("Unable to resolve variable #{{{missing}}} in the configuration of action '{}'", action.name);
+    if let Some(why) = unresolved {
+        let message = format!("{why} in the configuration of action '{}'", action.name);
         return Ok(starts.failed(new, "ConfigurationError", message));
     }
     if action_types::is_manual_approval(id) {

@@ -60,7 +60,7 @@ async fn time_out(
     let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
     };
-    let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations };
+    let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations, secrets: &app.secrets };
     let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
     let ended = match job_id {
         Some(job_id) => match jobs::end_job(&mut tx, account_id, job_id, None, "TimedOut", &update).await? {

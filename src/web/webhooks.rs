@@ -325,7 +325,7 @@ impl Endpoint {
             return Err(self.target_error(hook, "PipelineNotFound", pipeline_gone(hook)).await);
         };
         let version = locked.current_version;
-        let scope = Scope { account_id: account, region: &self.app.config.region, pipeline, generation: locked.generation, declarations: &self.app.declarations };
+        let scope = Scope { account_id: account, region: &self.app.config.region, pipeline, generation: locked.generation, declarations: &self.app.declarations, secrets: &self.app.secrets };
         let decl = engine::declaration(&mut tx, scope, version).await.map_err(|e| Answer::internal(e.message))?;
         // Updated since the filters were checked: check them again.
         if version != checked_version {

@@ -99,7 +99,7 @@ async fn secrets_are_masked_and_kept_when_the_mask_comes_back() {
     // Stored sealed under the master key, never in the clear; the update
     // kept the sealed value as it was.
     let master = SecretBox::from_base64(&server.master_key).unwrap();
-    let aad = millrace::api::pipelines::configuration_aad(&account.account_id);
+    let aad = millrace::crypto::configuration_aad(&account.account_id);
     let sealed: Vec<String> = stored.iter().map(|(_, d)| d["stages"][2]["actions"][0]["configuration"]["Token"].as_str().unwrap().to_owned()).collect();
     assert!(sealed[0].starts_with(SEALED_PREFIX), "{}", sealed[0]);
     assert!(stored.iter().all(|(_, d)| !d.to_string().contains("hunter2")));

@@ -55,7 +55,7 @@ async fn realistic_pipeline(client: &Client, name: &str, mode: Option<ExecutionM
         .unwrap();
     let ship = action("Ship", ActionCategory::Deploy, "Deployer", 1)
         .configuration("Env", "prod")
-        .configuration("Token", "s3cr3t")
+        .configuration("Token", "s3cr3t-#{BuildVars.Version}")
         .input_artifacts(input("pkg"))
         .build()
         .unwrap();
@@ -243,7 +243,7 @@ async fn a_realistic_pipeline_runs_from_source_to_deploy() {
 
     let ship = claim(&client, ActionCategory::Deploy, "Deployer", 1).await;
     let config = ship[0].data().unwrap().action_configuration().unwrap().configuration().unwrap();
-    assert_eq!(config.get("Token").map(String::as_str), Some("s3cr3t"), "job workers see secrets");
+    assert_eq!(config.get("Token").map(String::as_str), Some("s3cr3t-1.0.0"), "job workers see secrets, their variables resolved");
     for table in ["pipeline_version", "job", "action_execution"] {
         let clear: i64 = sqlx::query_scalar(&format!("select count(*) from {table} t where t::text like '%s3cr3t%'"))
             .fetch_one(&server.pool)

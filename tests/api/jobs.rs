@@ -324,12 +324,14 @@ async fn a_connection_killed_mid_transaction_leaves_the_state_as_it_was() {
     let (pid,): (i32,) = sqlx::query_as("select pg_backend_pid()").fetch_one(&mut *tx).await.unwrap();
     let locked = millrace::store::executions::lock_pipeline(&mut tx, &account.account_id, "p").await.unwrap().unwrap();
     let declarations = millrace::engine::Declarations::default();
+    let secrets = millrace::crypto::SecretBox::from_base64(&millrace::crypto::SecretBox::generate_key_base64()).unwrap();
     let scope = millrace::engine::Scope {
         account_id: &account.account_id,
         region: "us-east-1",
         pipeline: "p",
         generation: locked.generation,
         declarations: &declarations,
+        secrets: &secrets,
     };
     let mut start = millrace::engine::Start::triggered_by("StartPipelineExecution", None);
     start.source_overrides = vec![serde_json::json!({"actionName": "Checkout", "revisionType": "COMMIT_ID", "revisionValue": "r"})];
