@@ -59,9 +59,30 @@ impl Database {
 /// lock, so replicas starting together apply them once.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    // Every statement is prepared once per connection; under the default
+    // plan_cache_mode, PostgreSQL still re-plans most of them on every
+    // execution (a custom plan looks cheaper than the generic one when
+    // partial indexes and jsonb are involved), and PL/pgSQL functions' inner
+    // statements likewise. Planning was ~17 % of PostgreSQL's CPU per job
+    // lifecycle (benches/README.md). Our statements filter on keys and on
+    // statuses written as literals (which partial indexes need), so generic
+    // plans lose nothing.
+    let options = options.options([("plan_cache_mode", "force_generic_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        // A connection in steady use is known to be alive: pinging it before
+        // every request (sqlx's default) cost a round trip per request. One
+        // that sat idle (the database may have restarted since) is checked.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= Duration::from_secs(5) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
