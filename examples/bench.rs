@@ -35,77 +35,57 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 const REGION: &str = "us-east-1";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(about = "Job-lifecycle benchmark (see benches/README.md)")]
 struct Args {
-    workers: usize,
+    /// Concurrent workers (PollForJobs → AcknowledgeJob → PutJobSuccessResult).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: u32,
+    /// maxBatchSize of every poll.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100))]
     batch: i32,
+    #[arg(long = "duration-secs", default_value = "60", value_parser = secs)]
     duration: Duration,
-    pipelines: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pipelines: u32,
     /// Parallel Work actions per execution: one job each.
-    actions: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    actions: u32,
     /// A worker that found no job waits this long before polling again.
+    #[arg(long = "backoff-ms", default_value = "0", value_parser = millis)]
     backoff: Duration,
-    feeders: usize,
+    /// Tasks calling StartPipelineExecution to keep the queue full.
+    #[arg(long, default_value_t = 8)]
+    feeders: u32,
+    /// First insert this many finished jobs (a big job table).
+    #[arg(long, default_value_t = 0)]
     seed_finished: i64,
+    /// Queue this many jobs before the clock starts.
+    #[arg(long, default_value_t = 0)]
     prefill: i64,
+    /// No feeders: the workers poll an empty queue.
+    #[arg(long)]
     empty: bool,
+    /// Use this database as is instead of a fresh one in the embedded cluster.
+    #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
-    data_dir: std::path::PathBuf,
+    /// The embedded cluster's directory (default `<target>/bench-pg`).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Keep the run's database.
+    #[arg(long)]
     keep: bool,
+    /// Log the server's requests.
+    #[arg(long)]
     log: bool,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: bench [--workers 16] [--batch 1] [--duration-secs 60] [--pipelines 64] [--actions 1] [--backoff-ms 0] [--feeders 8] \
-         [--seed-finished 0] [--prefill 0] [--empty] [--database-url URL] [--data-dir DIR] [--keep] [--log]"
-    );
-    std::process::exit(2)
+fn secs(s: &str) -> std::result::Result<Duration, std::num::ParseIntError> {
+    s.parse().map(Duration::from_secs)
 }
 
-fn parse_args() -> Args {
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let mut a = Args {
-        workers: 16,
-        batch: 1,
-        duration: Duration::from_secs(60),
-        pipelines: 64,
-        actions: 1,
-        backoff: Duration::ZERO,
-        feeders: 8,
-        seed_finished: 0,
-        prefill: 0,
-        empty: false,
-        database_url: std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()),
-        data_dir: std::path::PathBuf::from(target).join("bench-pg"),
-        keep: false,
-        log: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--workers" => a.workers = value().parse().unwrap_or_else(|_| usage()),
-            "--batch" => a.batch = value().parse().unwrap_or_else(|_| usage()),
-            "--duration-secs" => a.duration = Duration::from_secs(value().parse().unwrap_or_else(|_| usage())),
-            "--pipelines" => a.pipelines = value().parse().unwrap_or_else(|_| usage()),
-            "--backoff-ms" => a.backoff = Duration::from_millis(value().parse().unwrap_or_else(|_| usage())),
-            "--actions" => a.actions = value().parse().unwrap_or_else(|_| usage()),
-            "--feeders" => a.feeders = value().parse().unwrap_or_else(|_| usage()),
-            "--seed-finished" => a.seed_finished = value().parse().unwrap_or_else(|_| usage()),
-            "--prefill" => a.prefill = value().parse().unwrap_or_else(|_| usage()),
-            "--empty" => a.empty = true,
-            "--database-url" => a.database_url = Some(value()),
-            "--data-dir" => a.data_dir = value().into(),
-            "--keep" => a.keep = true,
-            "--log" => a.log = true,
-            _ => usage(),
-        }
-    }
-    if a.workers == 0 || !(1..=100).contains(&a.batch) || a.pipelines == 0 || !(1..=50).contains(&a.actions) {
-        usage();
-    }
-    a
+fn millis(s: &str) -> std::result::Result<Duration, std::num::ParseIntError> {
+    s.parse().map(Duration::from_millis)
 }
 
 fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
@@ -327,23 +307,18 @@ async fn pg_settings(pool: &PgPool) -> anyhow::Result<String> {
     Ok(out.join(", "))
 }
 
-/// EXPLAIN (ANALYZE, BUFFERS) of PollForJobs' statement (`store::jobs::POLL`),
-/// in a transaction that is rolled back (nothing is claimed).
+/// EXPLAIN (ANALYZE, BUFFERS) of PollForJobs' statement (`store::jobs::POLL`)
+/// as the server runs it (prepared, generic plan), in a transaction that is
+/// rolled back (nothing is claimed).
 async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::Result<String> {
+    use sqlx::Row;
     let mut tx = pool.begin().await?;
-    let rows: Vec<(String,)> = sqlx::query_as(&format!("explain (analyze, buffers) {}", millrace::store::jobs::POLL))
-        .bind(account_id)
-        .bind("Custom")
-        .bind("Build")
-        .bind("BenchWorker")
-        .bind("1")
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+    sqlx::raw_sql(&format!("prepare bench_claim as {}", millrace::store::jobs::POLL)).execute(&mut *tx).await?;
+    let account: u64 = account_id.parse().context("account ids are digits")?;
+    let explain = format!("explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit})");
+    let rows = sqlx::raw_sql(&explain).fetch_all(&mut *tx).await?;
     tx.rollback().await?;
-    Ok(rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n"))
+    rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Into::into)).collect::<anyhow::Result<Vec<_>>>().map(|l| l.join("\n"))
 }
 
 async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) -> anyhow::Result<()> {
@@ -380,6 +355,63 @@ async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) 
     Ok(())
 }
 
+/// The name of the server's threads (its own tokio runtime), so their CPU
+/// time can be told from the clients'.
+const SERVER_THREADS: &str = "bench-server";
+
+/// CPU seconds used so far: by the server's threads, by the rest of this
+/// process (the SDK clients), and by every `postgres` process on the
+/// machine (including children the postmaster has reaped, such as
+/// autovacuum workers).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    clients: f64,
+    postgres: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let stat = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+        let process = stat("/proc/self/stat".into()).and_then(|s| ticks(&s, false)).unwrap_or(0.0);
+        let mut server = 0.0;
+        for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+            if let Some(s) = stat(task.path().join("stat")).filter(|s| comm(s) == Some(SERVER_THREADS)) {
+                server += ticks(&s, false).unwrap_or(0.0);
+            }
+        }
+        let mut postgres = 0.0;
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())
+                && let Some(s) = stat(p.path().join("stat")).filter(|s| comm(s) == Some("postgres"))
+            {
+                postgres += ticks(&s, true).unwrap_or(0.0);
+            }
+        }
+        Cpu { server: server / hz, clients: (process - server) / hz, postgres: postgres / hz }
+    }
+
+    fn since(self, start: Cpu) -> Cpu {
+        Cpu { server: self.server - start.server, clients: self.clients - start.clients, postgres: self.postgres - start.postgres }
+    }
+}
+
+/// The command name in a `/proc/…/stat` line.
+fn comm(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
+/// utime + stime (+ cutime + cstime with `children`) of a `/proc/…/stat`
+/// line, in clock ticks.
+fn ticks(stat: &str, children: bool) -> Option<f64> {
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let sum = |range: std::ops::Range<usize>| range.map(|i| fields.get(i).and_then(|f| f.parse::<f64>().ok())).sum::<Option<f64>>();
+    // Fields 14–15 (utime, stime) and 16–17 (cutime, cstime), counted from the state (field 3).
+    sum(if children { 11..15 } else { 11..13 })
+}
+
 struct Db {
     url: String,
     /// (maintenance URL, database name) to drop at the end.
@@ -388,10 +420,11 @@ struct Db {
 }
 
 async fn database(args: &Args) -> anyhow::Result<Db> {
-    if let Some(url) = &args.database_url {
+    if let Some(url) = args.database_url.as_ref().filter(|u| !u.is_empty()) {
         return Ok(Db { url: url.clone(), drop: None, _embedded: None });
     }
-    let dir = args.data_dir.clone();
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let dir = args.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from(target).join("bench-pg"));
     let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
     let admin = pg.database_url("postgres");
     let name = format!("millrace_bench_{}", uuid::Uuid::new_v4().simple());
@@ -407,7 +440,7 @@ async fn database(args: &Args) -> anyhow::Result<Db> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args();
+    let args = <Args as clap::Parser>::parse();
     if args.log {
         millrace::telemetry::init();
     }
@@ -420,12 +453,23 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = App::new(pool.clone(), secrets, Config::for_tests());
     let sweep = app.config.sweep_interval;
-    let server = Server::bind(app).await?;
-    let endpoint = format!("http://{}", server.local_addr());
+    // The server runs on its own runtime and threads, as it would in its
+    // own process, so its CPU time can be measured apart from the clients'.
     let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(server.run(async {
-        let _ = shutdown_rx.await;
-    }));
+    let (bound, address) = tokio::sync::oneshot::channel();
+    let served = std::thread::Builder::new().name(SERVER_THREADS.into()).spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().thread_name(SERVER_THREADS).enable_all().build()?;
+        runtime.block_on(async move {
+            let server = Server::bind(app).await?;
+            let _ = bound.send(server.local_addr());
+            server
+                .run(async {
+                    let _ = shutdown_rx.await;
+                })
+                .await
+        })
+    })?;
+    let endpoint = format!("http://{}", address.await.context("the server did not start")?);
 
     let client = client(&endpoint, &key);
     // Setup: action types, pipelines, and their CreatePipeline executions run to the end.
@@ -443,10 +487,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let names: Vec<String> = (0..args.pipelines).map(|i| format!("bench-{i}")).collect();
     for name in &names {
-        create_pipeline(&client, name, args.actions).await?;
+        create_pipeline(&client, name, args.actions as usize).await?;
     }
     drain(&client, source_type(), names.len()).await?;
-    drain(&client, worker_type(), names.len() * args.actions).await?;
+    drain(&client, worker_type(), names.len() * args.actions as usize).await?;
     if args.seed_finished > 0 {
         seed_finished(&pool, &key.account_id, &names[0], args.seed_finished).await?;
     }
@@ -465,7 +509,7 @@ async fn main() -> anyhow::Result<()> {
     let mut feeders = Vec::new();
     if !args.empty {
         for i in 0..args.feeders {
-            feeders.push(tokio::spawn(feeder(client.clone(), shared.clone(), names.clone(), args.actions, i)));
+            feeders.push(tokio::spawn(feeder(client.clone(), shared.clone(), names.clone(), args.actions as usize, i as usize)));
         }
         // Fill the queue before the clock starts.
         let fill = Instant::now();
@@ -488,7 +532,7 @@ async fn main() -> anyhow::Result<()> {
     println!("database: {}", pg_settings(&pool).await?);
     println!(
         "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} \
-         server pool=32 connections, sweeper every {}ms, client and server in one process (tokio multi-thread, {} threads)",
+         server pool=32 connections, sweeper every {}ms, client and server in one process on two tokio runtimes ({} threads each)",
         args.workers,
         args.batch,
         args.backoff.as_millis(),
@@ -507,6 +551,7 @@ async fn main() -> anyhow::Result<()> {
     let stats_on = sqlx::query("create extension if not exists pg_stat_statements").execute(&pool).await.is_ok()
         && sqlx::query("select pg_stat_statements_reset()").execute(&pool).await.is_ok();
     let started_at = Instant::now();
+    let cpu_at_start = Cpu::now();
     let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(client.clone(), shared.clone(), args.batch, args.backoff))).collect();
     let mut windows = Vec::new();
     let (mut last_done, mut last_started) = (0u64, 0u64);
@@ -531,6 +576,7 @@ async fn main() -> anyhow::Result<()> {
     }
     shared.stop.store(true, Ordering::Relaxed);
     let elapsed = started_at.elapsed();
+    let cpu = Cpu::now().since(cpu_at_start);
     let mut stats = WorkerStats::default();
     for w in workers {
         let s = w.await?;
@@ -552,6 +598,29 @@ async fn main() -> anyhow::Result<()> {
         shared.started.load(Ordering::Relaxed),
         shared.started.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
         shared.errors.load(Ordering::Relaxed)
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let available = cores * elapsed.as_secs_f64();
+    let share = |t: f64| 100.0 * t / available;
+    let per = |t: f64| 1000.0 * t / done.max(1) as f64;
+    println!(
+        "CPU during the run ({cores} cores × {:.1} s = {available:.1} s): PostgreSQL {:.1} s ({:.0} %), server {:.1} s ({:.0} %), clients {:.1} s ({:.0} %)",
+        elapsed.as_secs_f64(),
+        cpu.postgres,
+        share(cpu.postgres),
+        cpu.server,
+        share(cpu.server),
+        cpu.clients,
+        share(cpu.clients),
+    );
+    let backend = per(cpu.postgres) + per(cpu.server);
+    println!(
+        "CPU per lifecycle (the feeders' starts included): PostgreSQL {:.3} ms, server {:.3} ms, clients {:.3} ms; \
+         server + PostgreSQL {backend:.3} ms, i.e. at most {:.0} lifecycles/s on these cores with the clients on another machine",
+        per(cpu.postgres),
+        per(cpu.server),
+        per(cpu.clients),
+        1000.0 * cores / backend.max(f64::MIN_POSITIVE),
     );
     println!();
     println!("| window | lifecycles/s | starts/s | queued at end |");
@@ -601,11 +670,11 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("job table after the run: {job_rows} rows ({queued} queued); pg_stat: n_live_tup={live} n_dead_tup={dead} autovacuum_count={vacuums}");
     println!();
-    println!("EXPLAIN (ANALYZE, BUFFERS) of the claim (limit {}), after the run, rolled back:", args.batch);
+    println!("EXPLAIN (ANALYZE, BUFFERS) of the claim (limit {}, prepared, generic plan), after the run, rolled back:", args.batch);
     println!("{}", explain_claim(&pool, &key.account_id, args.batch).await?);
 
     let _ = shutdown.send(());
-    let _ = served.await;
+    tokio::task::spawn_blocking(move || served.join()).await?.map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
     pool.close().await;
     if let Some((admin, name)) = &db.drop {
         let mut conn = PgConnection::connect(admin).await?;
