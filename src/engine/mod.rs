@@ -853,6 +853,7 @@ async fn start_action<'a>(
         query_value,
         continuation_token: None,
         data,
+        alone: stage.actions.iter().filter(|a| a.run_order() == action.run_order()).count() == 1,
     });
     Ok(starts.action(new))
 }

@@ -23,6 +23,9 @@ pub struct NewJob<'a> {
     pub query_value: Option<String>,
     pub continuation_token: Option<&'a str>,
     pub data: Value,
+    /// The only action of its runOrder group: its result always moves the
+    /// stage on (migration 0016).
+    pub alone: bool,
 }
 
 /// The statement that queues jobs of one account ($1) and pipeline ($2),
@@ -33,13 +36,13 @@ pub fn insert_statement(first: usize) -> String {
     let p = |i: usize| format!("${}", first + i);
     format!(
         "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
-         query_value, status, continuation_token, data) \
+         query_value, status, continuation_token, data, alone) \
          select job_id, $1, $2, execution_id, action_execution_id, owner, category, provider, version, query_value, 'Queued', \
-            continuation_token, data \
+            continuation_token, data, alone \
          from unnest({}::uuid[], {}::uuid[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], \
-            {}::jsonb[]) as n(job_id, execution_id, action_execution_id, owner, category, provider, version, query_value, \
-            continuation_token, data)",
-        p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9)
+            {}::jsonb[], {}::bool[]) as n(job_id, execution_id, action_execution_id, owner, category, provider, version, query_value, \
+            continuation_token, data, alone)",
+        p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10)
     )
 }
 
@@ -59,6 +62,7 @@ pub fn bind_new<'q>(
         .bind(jobs.iter().map(|j| j.query_value.clone()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.continuation_token.map(str::to_owned)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.data.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.alone).collect::<Vec<_>>())
 }
 
 #[derive(Debug, sqlx::FromRow, serde::Deserialize)]
@@ -313,9 +317,9 @@ pub async fn acknowledge(
 pub async fn continue_with(conn: &mut PgConnection, account_id: &str, job_id: Uuid, next_id: Uuid, token: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into job (job_id, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, \
-            query_value, status, continuation_token, data) \
+            query_value, status, continuation_token, data, alone) \
          select $3, account_id, pipeline_name, execution_id, action_execution_id, owner, category, provider, version, query_value, \
-            'Queued', $4, jsonb_set(data, '{continuationToken}', to_jsonb($4::text)) \
+            'Queued', $4, jsonb_set(data, '{continuationToken}', to_jsonb($4::text)), alone \
          from job where account_id = $1 and job_id = $2",
     )
     .bind(account_id)

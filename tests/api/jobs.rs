@@ -709,6 +709,38 @@ async fn a_failure_condition_decides_whether_the_stage_rolls_back() {
     assert_eq!(rule.input().unwrap().resolved_configuration().unwrap()["Variable"], "degraded");
 }
 
+/// A job is marked alone when its action is the only one of its runOrder
+/// group (its result then skips the one-statement attempt and goes straight
+/// to the engine); a fan-out group's jobs are not. Results behave the same.
+#[tokio::test]
+async fn jobs_know_whether_their_action_is_alone_in_its_group() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    let mut last = work_action("C", "blue");
+    last.run_order = Some(2);
+    let p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue"), work_action("B", "blue"), last])]);
+    create_past_source(&client, p).await;
+    let alone = || async {
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "select a.action_name, j.alone from job j join action_execution a using (account_id, action_execution_id) \
+             where j.account_id = $1 order by a.action_name",
+        )
+        .bind(&account.account_id)
+        .fetch_all(&server.pool)
+        .await
+        .unwrap();
+        rows
+    };
+    let expect = |v: &[(&str, bool)]| v.iter().map(|(n, a)| (n.to_string(), *a)).collect::<Vec<_>>();
+    assert_eq!(alone().await, expect(&[("A", false), ("B", false), ("Checkout", true)]));
+    assert_eq!(finish_work(&client, &[]).await, ["A", "B"]);
+    assert_eq!(finish_work(&client, &[]).await, ["C"]);
+    assert_eq!(alone().await, expect(&[("A", false), ("B", false), ("C", true), ("Checkout", true)]));
+    let e = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap();
+    assert_eq!(e.pipeline_execution_summaries()[0].status(), Some(&PipelineExecutionStatus::Succeeded));
+}
+
 fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
     let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
     RuleDeclaration::builder()
