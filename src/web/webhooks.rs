@@ -191,6 +191,14 @@ pub async fn receive(State(endpoint): State<Arc<Endpoint>>, id: Result<Path<Stri
 }
 
 impl Endpoint {
+    /// The target action's configuration as filters see it: secret values
+    /// (sealed at rest) opened, so that `{Key}` means what was configured.
+    /// A value that does not open stays sealed, and so matches nothing.
+    fn filter_configuration(&self, account: &str, config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let aad = crate::crypto::configuration_aad(account);
+        config.iter().map(|(k, v)| (k.clone(), self.app.secrets.open_value(v, &aad).unwrap_or_else(|_| v.clone()))).collect()
+    }
+
     async fn deliver(&self, id: &str, peer: Option<IpAddr>, headers: &HeaderMap, body: Body, seen: &mut Seen) -> Result<Answer, Answer> {
         if !is_url_id(id) {
             return Err(Answer::not_found());
@@ -232,7 +240,7 @@ impl Endpoint {
         let Some(action) = target_action(&decl, &hook.target_action) else {
             return Err(self.target_error(&hook, "ActionNotFound", action_gone(&hook)).await);
         };
-        check_filters(&filters, &action.configuration, &payload)?;
+        check_filters(&filters, &self.filter_configuration(&hook.account_id, &action.configuration), &payload)?;
         if let Some(d) = &delivery {
             let mut conn = self.app.pool.acquire().await?;
             if let Some(execution) = store::delivery(&mut conn, &hook.url_id, d).await? {
@@ -325,7 +333,14 @@ impl Endpoint {
             return Err(self.target_error(hook, "PipelineNotFound", pipeline_gone(hook)).await);
         };
         let version = locked.current_version;
-        let scope = Scope { account_id: account, region: &self.app.config.region, pipeline, generation: locked.generation, declarations: &self.app.declarations, secrets: &self.app.secrets };
+        let scope = Scope {
+            account_id: account,
+            region: &self.app.config.region,
+            pipeline,
+            generation: locked.generation,
+            declarations: &self.app.declarations,
+            secrets: &self.app.secrets,
+        };
         let decl = engine::declaration(&mut tx, scope, version).await.map_err(|e| Answer::internal(e.message))?;
         // Updated since the filters were checked: check them again.
         if version != checked_version {
@@ -333,7 +348,7 @@ impl Endpoint {
                 drop(tx);
                 return Err(self.target_error(hook, "ActionNotFound", action_gone(hook)).await);
             };
-            check_filters(filters, &action.configuration, payload)?;
+            check_filters(filters, &self.filter_configuration(account, &action.configuration), payload)?;
         }
         let stage = decl.stages.first().map(|s| s.name.clone()).unwrap_or_default();
         if !store::mark_triggered(&mut tx, &hook.url_id).await? {

@@ -20,7 +20,7 @@ use crate::webhooks::captured_logs;
 const SECRET: &str = "push-secret-93bd1a7f";
 const PIPELINE: &str = "app";
 
-/// Source (custom `GitRepo` with a `Branch` property) → Build (custom).
+/// Source (custom `GitRepo` with a secret `Branch` property) → Build (custom).
 fn git_pipeline(name: &str, branch: &str) -> PipelineDeclaration {
     use aws_sdk_codepipeline::types::*;
     let type_id = |category: ActionCategory, provider: &str| {
@@ -102,7 +102,8 @@ impl Fixture {
 }
 
 async fn setup_account(client: &Client) {
-    custom_action_type(client, "Source", "GitRepo", &[("Branch", true, false, false)]).await;
+    // Branch is secret: filters see its value, though it is sealed at rest.
+    custom_action_type(client, "Source", "GitRepo", &[("Branch", true, true, false)]).await;
     custom_action_type(client, "Build", "Builder", &[]).await;
     client.create_pipeline().pipeline(git_pipeline(PIPELINE, "main")).send().await.unwrap();
 }
