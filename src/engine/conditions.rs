@@ -1,11 +1,12 @@
 //! Stage conditions (V2). A stage's `beforeEntry`, `onSuccess` and
 //! `onFailure` hooks each hold a condition of rules; the condition is met
 //! when every rule succeeds, and its `result` applies when it is not (entry:
-//! FAIL or SKIP; success: FAIL or ROLLBACK; failure: ROLLBACK or RETRY). This server evaluates `VariableCheck` rules against
-//! the variables the stage's actions see. Every other rule provider needs
-//! an AWS service this server does not reach: such a rule fails with a
-//! message saying so, so a condition that needs one is never met (a gate
-//! that cannot be checked stays closed).
+//! FAIL or SKIP; success: FAIL or ROLLBACK; failure: ROLLBACK or RETRY).
+//! This server evaluates `VariableCheck` rules against the variables the
+//! stage's actions see. Every other rule provider needs an AWS service this
+//! server does not reach: such a rule fails with a message saying so, so a
+//! condition that needs one is never met (a gate that cannot be checked
+//! stays closed).
 
 use std::collections::HashMap;
 
