@@ -466,6 +466,15 @@ pub async fn latest_actions(conn: &mut PgConnection, account_id: &str, pipeline:
     .await
 }
 
+/// The condition on `execution_id` ($3) of a list that may be of one
+/// execution. Written only when there is one: statements run with generic
+/// plans (`store::connect`), and a generic plan for `($3 is null or
+/// execution_id = $3)` would walk the pipeline's whole history instead of
+/// the execution's index.
+pub fn of_execution(execution_id: Option<Uuid>) -> &'static str {
+    if execution_id.is_some() { "execution_id = $3" } else { "$3::uuid is null" }
+}
+
 /// Newest first, after `before_seq`, optionally of one execution.
 pub async fn list_actions(
     conn: &mut PgConnection,
@@ -477,8 +486,9 @@ pub async fn list_actions(
 ) -> Result<Vec<ActionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {ACTION_COLUMNS} from action_execution \
-         where account_id = $1 and pipeline_name = $2 and ($3::uuid is null or execution_id = $3) and ($4::bigint is null or seq < $4) \
-         order by seq desc limit $5"
+         where account_id = $1 and pipeline_name = $2 and {} and ($4::bigint is null or seq < $4) \
+         order by seq desc limit $5",
+        of_execution(execution_id)
     ))
     .bind(account_id)
     .bind(pipeline)

@@ -79,7 +79,8 @@ pub async fn list(
 ) -> Result<Vec<RuleExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from rule_execution where account_id = $1 and pipeline_name = $2 \
-         and ($3::uuid is null or execution_id = $3) and ($4::bigint is null or seq < $4) order by seq desc limit $5"
+         and {} and ($4::bigint is null or seq < $4) order by seq desc limit $5",
+        super::executions::of_execution(execution_id)
     ))
     .bind(account_id)
     .bind(pipeline)
