@@ -196,10 +196,11 @@ pub async fn list_executions(
 ) -> Result<Vec<ExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {EXECUTION_COLUMNS} from pipeline_execution e \
-         where account_id = $1 and pipeline_name = $2 and ($3::bigint is null or seq < $3) \
+         where account_id = $1 and pipeline_name = $2 and {} \
            and ($4::text is null or exists (select 1 from stage_execution s where s.account_id = e.account_id \
                 and s.pipeline_name = e.pipeline_name and s.execution_id = e.execution_id and s.stage_name = $4 and s.status = 'Succeeded')) \
-         order by seq desc limit $5"
+         order by seq desc limit $5",
+        super::when_given(before_seq.is_some(), "seq < $3", "$3::bigint"),
     ))
     .bind(account_id)
     .bind(pipeline)
@@ -466,15 +467,6 @@ pub async fn latest_actions(conn: &mut PgConnection, account_id: &str, pipeline:
     .await
 }
 
-/// The condition on `execution_id` ($3) of a list that may be of one
-/// execution. Written only when there is one: statements run with generic
-/// plans (`store::connect`), and a generic plan for `($3 is null or
-/// execution_id = $3)` would walk the pipeline's whole history instead of
-/// the execution's index.
-pub fn of_execution(execution_id: Option<Uuid>) -> &'static str {
-    if execution_id.is_some() { "execution_id = $3" } else { "$3::uuid is null" }
-}
-
 /// Newest first, after `before_seq`, optionally of one execution.
 pub async fn list_actions(
     conn: &mut PgConnection,
@@ -486,9 +478,10 @@ pub async fn list_actions(
 ) -> Result<Vec<ActionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {ACTION_COLUMNS} from action_execution \
-         where account_id = $1 and pipeline_name = $2 and {} and ($4::bigint is null or seq < $4) \
+         where account_id = $1 and pipeline_name = $2 and {} and {} \
          order by seq desc limit $5",
-        of_execution(execution_id)
+        super::when_given(execution_id.is_some(), "execution_id = $3", "$3::uuid"),
+        super::when_given(before_seq.is_some(), "seq < $4", "$4::bigint"),
     ))
     .bind(account_id)
     .bind(pipeline)

@@ -89,3 +89,13 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     MIGRATOR.run(&pool).await.context("applying database migrations")?;
     Ok(pool)
 }
+
+/// A condition on an optional parameter of a list query (a filter or a
+/// pagination cursor), written only when the parameter is given; otherwise
+/// the parameter (`cast`, e.g. `$3::uuid`) is only checked to be null.
+/// Statements run with generic plans ([`connect`]), and a generic plan for
+/// `($3 is null or execution_id = $3)` cannot use the condition as an index
+/// bound: it walks the pipeline's whole history newest first and filters.
+pub fn when_given(given: bool, condition: &'static str, cast: &'static str) -> String {
+    if given { condition.to_owned() } else { format!("{cast} is null") }
+}

@@ -79,8 +79,9 @@ pub async fn list(
 ) -> Result<Vec<RuleExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from rule_execution where account_id = $1 and pipeline_name = $2 \
-         and {} and ($4::bigint is null or seq < $4) order by seq desc limit $5",
-        super::executions::of_execution(execution_id)
+         and {} and {} order by seq desc limit $5",
+        super::when_given(execution_id.is_some(), "execution_id = $3", "$3::uuid"),
+        super::when_given(before_seq.is_some(), "seq < $4", "$4::bigint"),
     ))
     .bind(account_id)
     .bind(pipeline)
