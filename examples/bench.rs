@@ -360,11 +360,17 @@ async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) 
 const SERVER_THREADS: &str = "bench-server";
 
 /// CPU seconds used so far: by the server's threads, by the rest of this
-/// process (the SDK clients), and by every `postgres` process on the
-/// machine (including children the postmaster has reaped, such as
-/// autovacuum workers).
-#[derive(Clone, Copy, Default)]
+/// process (the SDK clients), and by each `postgres` process on the machine
+/// (including children it has reaped, such as autovacuum workers), by pid.
+#[derive(Clone, Default)]
 struct Cpu {
+    server: f64,
+    clients: f64,
+    postgres: std::collections::HashMap<u32, f64>,
+}
+
+/// CPU seconds between two [`Cpu`] readings.
+struct CpuUsed {
     server: f64,
     clients: f64,
     postgres: f64,
@@ -382,19 +388,24 @@ impl Cpu {
                 server += ticks(&s, false).unwrap_or(0.0);
             }
         }
-        let mut postgres = 0.0;
+        let mut postgres = std::collections::HashMap::new();
         for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())
+            if let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>()
                 && let Some(s) = stat(p.path().join("stat")).filter(|s| comm(s) == Some("postgres"))
             {
-                postgres += ticks(&s, true).unwrap_or(0.0);
+                postgres.insert(pid, ticks(&s, true).unwrap_or(0.0) / hz);
             }
         }
-        Cpu { server: server / hz, clients: (process - server) / hz, postgres: postgres / hz }
+        Cpu { server: server / hz, clients: (process - server) / hz, postgres }
     }
 
-    fn since(self, start: Cpu) -> Cpu {
-        Cpu { server: self.server - start.server, clients: self.clients - start.clients, postgres: self.postgres - start.postgres }
+    /// What was used since `start`. PostgreSQL's is summed over the
+    /// processes alive now (a process that has gone, such as a previous
+    /// run's cluster shutting down, took its time with it; one that started
+    /// since counts in full).
+    fn since(&self, start: &Cpu) -> CpuUsed {
+        let postgres = self.postgres.iter().map(|(pid, t)| t - start.postgres.get(pid).copied().unwrap_or(0.0)).sum();
+        CpuUsed { server: self.server - start.server, clients: self.clients - start.clients, postgres }
     }
 }
 
@@ -576,7 +587,7 @@ async fn main() -> anyhow::Result<()> {
     }
     shared.stop.store(true, Ordering::Relaxed);
     let elapsed = started_at.elapsed();
-    let cpu = Cpu::now().since(cpu_at_start);
+    let cpu = Cpu::now().since(&cpu_at_start);
     let mut stats = WorkerStats::default();
     for w in workers {
         let s = w.await?;
