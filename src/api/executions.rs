@@ -81,7 +81,7 @@ pub async fn start_pipeline_execution(cx: Cx, input: StartPipelineExecutionInput
     // Starts run side by side with workers' results and, in PARALLEL
     // pipelines, with each other (see `store::executions`).
     let mut tx = cx.pool().begin().await?;
-    let locked =
+    let (locked, disabled) =
         store::lock_pipeline_shared(&mut tx, &cx.account_id, &input.name).await?.ok_or_else(|| engine::not_found_error(&input.name))?;
     let decl = engine::declaration(&mut tx, cx.scope(&input.name, locked), locked.current_version).await?;
     if decl.execution_mode() != "PARALLEL" {
@@ -96,6 +96,7 @@ pub async fn start_pipeline_execution(cx: Cx, input: StartPipelineExecutionInput
         variables: input.variables.into_iter().map(|v| (v.name, v.value)).collect(),
         source_overrides: input.source_revisions,
         client_request_token: input.client_request_token.as_deref(),
+        disabled_transitions: Some(disabled),
     };
     let id = engine::start_execution(&mut tx, cx.scope(&input.name, locked), locked.current_version, start).await?;
     tx.commit().await?;

@@ -94,11 +94,22 @@ pub struct Start<'a> {
     pub variables: Vec<(String, String)>,
     pub source_overrides: Vec<Value>,
     pub client_request_token: Option<&'a str>,
+    /// The pipeline's disabled transitions (stage, Inbound|Outbound) when the
+    /// caller has read them under its lock; None: the engine reads them if
+    /// it needs them.
+    pub disabled_transitions: Option<HashSet<(String, String)>>,
 }
 
 impl<'a> Start<'a> {
     pub fn triggered_by(trigger_type: &'a str, detail: Option<String>) -> Self {
-        Start { trigger_type, trigger_detail: detail, variables: vec![], source_overrides: vec![], client_request_token: None }
+        Start {
+            trigger_type,
+            trigger_detail: detail,
+            variables: vec![],
+            source_overrides: vec![],
+            client_request_token: None,
+            disabled_transitions: None,
+        }
     }
 }
 
@@ -147,7 +158,8 @@ pub async fn start_execution(
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("client request token conflict without an execution")));
     };
-    advance_rows(conn, scope, vec![row]).await?;
+    let seen = Seen { disabled: start.disabled_transitions, ..Default::default() };
+    run_with(conn, scope, VecDeque::from([Pending::row(row)]), seen).await?;
     Ok(execution_id)
 }
 
@@ -288,8 +300,12 @@ async fn advance_rows(conn: &mut PgConnection, scope: Scope<'_>, rows: Vec<Execu
     run(conn, scope, rows.into_iter().map(Pending::row).collect()).await
 }
 
-async fn run(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<Pending>) -> Result<(), ApiError> {
-    let mut seen = Seen::default();
+async fn run(conn: &mut PgConnection, scope: Scope<'_>, work: VecDeque<Pending>) -> Result<(), ApiError> {
+    run_with(conn, scope, work, Seen::default()).await
+}
+
+/// [`run`] with what the caller has already read.
+async fn run_with(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<Pending>, mut seen: Seen) -> Result<(), ApiError> {
     // Each step changes one execution; the bound only guards against a bug
     // that would loop forever.
     let mut budget = 100_000;

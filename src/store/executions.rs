@@ -32,14 +32,32 @@ pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str
         .await
 }
 
-/// [`lock_pipeline`] in share mode, for the two hot paths (a worker's
-/// result, starting an execution) that hold it with the locks below.
-pub async fn lock_pipeline_shared(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<Option<LockedPipeline>, sqlx::Error> {
-    sqlx::query_as("select current_version, generation from pipeline where account_id = $1 and name = $2 for share")
-        .bind(account_id)
-        .bind(name)
-        .fetch_optional(conn)
-        .await
+/// [`lock_pipeline`] in share mode, for starting an execution (a worker's
+/// result takes it in `millrace_lock_job`), with the pipeline's disabled
+/// transitions: they change only under the exclusive lock, so the engine
+/// need not read them again.
+pub async fn lock_pipeline_shared(
+    conn: &mut PgConnection,
+    account_id: &str,
+    name: &str,
+) -> Result<Option<(LockedPipeline, std::collections::HashSet<(String, String)>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        locked: LockedPipeline,
+        disabled: sqlx::types::Json<Vec<(String, String)>>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "select p.current_version, p.generation, \
+            coalesce((select jsonb_agg(jsonb_build_array(t.stage_name, t.transition_type)) from stage_transition t \
+                      where t.account_id = p.account_id and t.pipeline_name = p.name and not t.enabled), '[]') as disabled \
+         from pipeline p where p.account_id = $1 and p.name = $2 for share of p",
+    )
+    .bind(account_id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.locked, r.disabled.0.into_iter().collect())))
 }
 
 /// With the share lock, what the exclusive lock gives for executions whose

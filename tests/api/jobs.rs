@@ -741,6 +741,27 @@ async fn jobs_know_whether_their_action_is_alone_in_its_group() {
     assert_eq!(e.pipeline_execution_summaries()[0].status(), Some(&PipelineExecutionStatus::Succeeded));
 }
 
+/// StartPipelineExecution reads the disabled transitions with the
+/// pipeline's lock: a started PARALLEL execution whose source succeeds at
+/// once still stops before a disabled Inbound transition, and goes on when
+/// it is enabled.
+#[tokio::test]
+async fn a_started_execution_waits_at_a_transition_disabled_before_it_started() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    create_past_source(&client, source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])])).await;
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    let work = StageTransitionType::Inbound;
+    client.disable_stage_transition().pipeline_name("p").stage_name("Work").transition_type(work.clone()).reason("freeze").send().await.unwrap();
+    let id = start_many(&client, "p", 1).await.remove(0);
+    assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the execution waits at the transition");
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[1].inbound_execution().map(|e| e.pipeline_execution_id()), Some(id.as_str()));
+    client.enable_stage_transition().pipeline_name("p").stage_name("Work").transition_type(work).send().await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+}
+
 fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
     let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
     RuleDeclaration::builder()
