@@ -494,20 +494,8 @@ pub async fn list_actions(
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<ActionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {ACTION_COLUMNS} from action_execution \
-         where account_id = $1 and pipeline_name = $2 and {} and {} \
-         order by seq desc limit $5",
-        super::when_given(execution_id.is_some(), "execution_id = $3", "$3::uuid"),
-        super::when_given(before_seq.is_some(), "seq < $4", "$4::bigint"),
-    ))
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(execution_id)
-    .bind(before_seq)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    let select = format!("select {ACTION_COLUMNS} from action_execution");
+    super::history_page(conn, &select, account_id, pipeline, execution_id, before_seq, limit).await
 }
 
 /// What finishing (or progressing) an action writes.

@@ -99,3 +99,32 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 pub fn when_given(given: bool, condition: &'static str, cast: &'static str) -> String {
     if given { condition.to_owned() } else { format!("{cast} is null") }
 }
+
+/// A page of a pipeline's execution history (`select`: the columns and
+/// table, e.g. action or rule executions), newest first: of one execution
+/// or all, before the cursor `before_seq`, at most `limit` rows.
+pub async fn history_page<T>(
+    conn: &mut sqlx::PgConnection,
+    select: &str,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Option<uuid::Uuid>,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(&format!(
+        "{select} where account_id = $1 and pipeline_name = $2 and {} and {} order by seq desc limit $5",
+        when_given(execution_id.is_some(), "execution_id = $3", "$3::uuid"),
+        when_given(before_seq.is_some(), "seq < $4", "$4::bigint"),
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -77,19 +77,7 @@ pub async fn list(
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<RuleExecutionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from rule_execution where account_id = $1 and pipeline_name = $2 \
-         and {} and {} order by seq desc limit $5",
-        super::when_given(execution_id.is_some(), "execution_id = $3", "$3::uuid"),
-        super::when_given(before_seq.is_some(), "seq < $4", "$4::bigint"),
-    ))
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(execution_id)
-    .bind(before_seq)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    super::history_page(conn, &format!("select {COLUMNS} from rule_execution"), account_id, pipeline, execution_id, before_seq, limit).await
 }
 
 /// The rules evaluated for each (execution, stage) pair given, oldest first.
