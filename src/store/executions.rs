@@ -307,13 +307,14 @@ pub struct StageRow {
     pub latest_retry_trigger: Option<String>,
 }
 
-/// The most recent stage execution of each stage.
+/// The latest execution of each stage. One transaction can end a stage for
+/// one execution and enter it for the next (same `now()`): the newer wins.
 pub async fn latest_stages(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<Vec<StageRow>, sqlx::Error> {
     sqlx::query_as(
         "select distinct on (s.stage_name) s.execution_id, s.stage_name, s.status, e.execution_type, s.auto_retries, \
             s.manual_retries, s.latest_retry_trigger \
          from stage_execution s join pipeline_execution e using (account_id, pipeline_name, execution_id) \
-         where s.account_id = $1 and s.pipeline_name = $2 order by s.stage_name, s.updated_at desc",
+         where s.account_id = $1 and s.pipeline_name = $2 order by s.stage_name, s.updated_at desc, e.seq desc",
     )
     .bind(account_id)
     .bind(pipeline)
