@@ -33,11 +33,6 @@ pub async fn lock(cx: &Cx, pipeline: &str) -> Result<(Transaction<'static, Postg
     Ok((tx, locked, decl))
 }
 
-async fn current_declaration(conn: &mut PgConnection, cx: &Cx, pipeline: &str, version: Option<i32>) -> Result<PipelineDeclaration, ApiError> {
-    let row = pipelines::get(conn, &cx.account_id, pipeline, version).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
-    serde_json::from_value(row.declaration).map_err(|e| ApiError::internal(anyhow::anyhow!("stored declaration unreadable: {e}")))
-}
-
 fn stage_not_found(stage: &str, pipeline: &str) -> ApiError {
     ApiError::new(ErrorCode::StageNotFoundException, format!("Stage '{stage}' was not found in pipeline '{pipeline}'"))
 }
@@ -458,24 +453,28 @@ fn action_execution_state(r: &ActionRow, show_token: bool) -> Value {
     v
 }
 
-/// A stage hook's state from the rules it evaluated (one execution's): the
-/// hook and each condition succeeded when all their rules did.
+/// A stage hook's state from the rules it evaluated (one execution's): a
+/// condition failed when a rule did, is in progress while one is, was
+/// overridden or abandoned (stopped) when its wait ended so, and succeeded
+/// when all its rules did.
 fn condition_state(rules: &[&RuleExecutionRow]) -> Value {
-    let status = |rows: &[&RuleExecutionRow]| if rows.iter().any(|r| r.status == "Failed") { "Failed" } else { "Succeeded" };
+    let status = |rows: &[&RuleExecutionRow]| {
+        ["Failed", "InProgress", "Overridden", "Abandoned"].into_iter().find(|s| rows.iter().any(|r| r.status == *s)).unwrap_or("Succeeded")
+    };
     let mut conditions: Vec<Value> = Vec::new();
     let count = rules.iter().map(|r| r.condition_index).max().map_or(0, |m| m + 1);
     for index in 0..count {
         let of: Vec<&RuleExecutionRow> = rules.iter().copied().filter(|r| r.condition_index == index).collect();
-        let Some(last) = of.last() else { continue };
+        let Some(changed) = of.iter().map(|r| r.updated_at).max() else { continue };
         let failed = of.iter().find(|r| r.status == "Failed");
-        let mut execution = json!({"status": status(&of), "lastStatusChange": epoch_seconds(last.created_at)});
+        let mut execution = json!({"status": status(&of), "lastStatusChange": epoch_seconds(changed)});
         if let Some(summary) = failed.and_then(|r| r.summary.as_ref()) {
             execution["summary"] = json!(summary);
         }
         let rule_states: Vec<Value> = of
             .iter()
             .map(|r| {
-                let mut latest = json!({"ruleExecutionId": r.rule_execution_id, "status": r.status, "lastStatusChange": epoch_seconds(r.created_at)});
+                let mut latest = json!({"ruleExecutionId": r.rule_execution_id, "status": r.api_status(), "lastStatusChange": epoch_seconds(r.updated_at)});
                 if let Some(summary) = &r.summary {
                     latest["summary"] = json!(summary);
                 }
@@ -834,22 +833,32 @@ pub async fn list_action_executions(cx: Cx, input: ListActionExecutionsInput) ->
 #[serde(rename_all = "camelCase")]
 pub struct ListRuleTypesInput {}
 
-/// The rule types stage conditions can use here: VariableCheck, the one
-/// this server evaluates (`engine::conditions`; other AWS rules are
-/// accepted in pipelines but never met). The owner filter can only be AWS.
+/// The rule types stage conditions can use here: the ones this server
+/// evaluates (`engine::conditions`; other AWS rules are accepted in
+/// pipelines but never met). The owner filter can only be AWS.
 pub async fn list_rule_types(_cx: Cx, _input: ListRuleTypesInput) -> Result<Value, ApiError> {
-    let property = |name: &str, description: &str| {
-        json!({"name": name, "required": true, "key": true, "secret": false, "queryable": false, "description": description, "type": "String"})
+    let property = |name: &str, required: bool, description: &str| {
+        json!({"name": name, "required": required, "key": true, "secret": false, "queryable": false, "description": description, "type": "String"})
     };
-    Ok(json!({ "ruleTypes": [{
-        "id": {"category": "Rule", "owner": "AWS", "provider": "VariableCheck", "version": "1"},
-        "ruleConfigurationProperties": [
-            property("Variable", "The variable to check, e.g. #{SourceVariables.BranchName} or #{variables.env}"),
-            property("Operator", "EQ, NE, CONTAINS or MATCHES (a regular expression)"),
-            property("Value", "The value the variable is compared with"),
-        ],
-        "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
-    }] }))
+    let rule_type = |provider: &str, properties: Vec<Value>| {
+        json!({
+            "id": {"category": "Rule", "owner": "AWS", "provider": provider, "version": "1"},
+            "ruleConfigurationProperties": properties,
+            "inputArtifactDetails": {"minimumCount": 0, "maximumCount": 0},
+        })
+    };
+    Ok(json!({ "ruleTypes": [
+        rule_type("VariableCheck", vec![
+            property("Variable", true, "The variable to check, e.g. #{SourceVariables.BranchName} or #{variables.env}"),
+            property("Operator", true, "EQ, NE, CONTAINS or MATCHES (a regular expression)"),
+            property("Value", true, "The value the variable is compared with"),
+        ]),
+        rule_type("DeploymentWindow", vec![
+            property("Cron", true, "When deployments are allowed: seconds minutes hours day-of-month month day-of-week [year], \
+                weekdays 1-7 = SUN-SAT, e.g. '* * 9-16 ? * MON-FRI *'; outside it the rule waits until the window opens"),
+            property("TimeZone", false, "The IANA time zone of Cron, e.g. Europe/Berlin (default UTC)"),
+        ]),
+    ] }))
 }
 
 #[derive(Deserialize)]
@@ -886,8 +895,8 @@ pub async fn list_rule_executions(cx: Cx, input: ListRuleExecutionsInput) -> Res
                 "stageName": r.stage_name,
                 "ruleName": r.rule_name,
                 "startTime": epoch_seconds(r.created_at),
-                "lastUpdateTime": epoch_seconds(r.created_at),
-                "status": r.status,
+                "lastUpdateTime": epoch_seconds(r.updated_at),
+                "status": r.api_status(),
                 "input": r.input,
                 "output": {"executionResult": result},
             })
@@ -930,23 +939,34 @@ pub struct OverrideStageConditionInput {
     pipeline_name: String,
     stage_name: String,
     pipeline_execution_id: String,
+    condition_type: String,
 }
 
-/// Stage conditions are evaluated at once when a stage is entered or
-/// succeeds (`engine::conditions`), so none is ever in progress to override. Errors: PipelineNotFoundException,
-/// StageNotFoundException, PipelineExecutionNotFoundException,
-/// ConditionNotOverridableException.
+/// Ends the wait of an execution for its stage's entry or success condition
+/// whose rules are in progress (a closed DeploymentWindow): the condition
+/// counts as met, shows Overridden, and the execution goes on. Errors:
+/// PipelineNotFoundException, StageNotFoundException,
+/// PipelineExecutionNotFoundException, ConditionNotOverridableException.
 pub async fn override_stage_condition(cx: Cx, input: OverrideStageConditionInput) -> Result<Empty, ApiError> {
-    let pipeline = input.pipeline_name.as_str();
-    let mut conn = cx.pool().acquire().await?;
-    let decl = current_declaration(&mut conn, &cx, pipeline, None).await?;
-    if !decl.stages.iter().any(|s| s.name == input.stage_name) {
-        return Err(stage_not_found(&input.stage_name, pipeline));
+    let (pipeline, stage, kind) = (input.pipeline_name.as_str(), input.stage_name.as_str(), input.condition_type.as_str());
+    let (mut tx, locked, decl) = lock(&cx, pipeline).await?;
+    if !decl.stages.iter().any(|s| s.name == stage) {
+        return Err(stage_not_found(stage, pipeline));
     }
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
-    store::get_execution(&mut conn, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
-    Err(ApiError::new(
-        ErrorCode::ConditionNotOverridableException,
-        format!("No condition of stage '{}' is in progress for execution {id}", input.stage_name),
-    ))
+    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
+    let scope = cx.scope(pipeline, locked);
+    let its_stage = engine::declaration(&mut tx, scope, e.pipeline_version).await?.stages.get(e.stage_index as usize).map(|s| s.name.clone());
+    let waiting = e.status == "InProgress" && e.stage_phase == "Running" && its_stage.as_deref() == Some(stage) && e.checking.as_deref() == Some(kind);
+    if !waiting {
+        return Err(ApiError::new(
+            ErrorCode::ConditionNotOverridableException,
+            format!("No {kind} condition of stage '{stage}' is in progress for execution {id}"),
+        ));
+    }
+    let summary = format!("Overridden by {}", cx.caller_arn());
+    rule_executions::close_open(&mut tx, &cx.account_id, pipeline, id, Some((stage, kind)), "Overridden", Some(&summary)).await?;
+    engine::advance(&mut tx, scope, vec![id]).await?;
+    tx.commit().await?;
+    Ok(Empty {})
 }

@@ -3,13 +3,19 @@
 //! when every rule succeeds, and its `result` applies when it is not (entry:
 //! FAIL or SKIP; success: FAIL or ROLLBACK; failure: ROLLBACK or RETRY).
 //! This server evaluates `VariableCheck` rules against the variables the
-//! stage's actions see. Every other rule provider needs an AWS service this
-//! server does not reach: such a rule fails with a message saying so, so a
-//! condition that needs one is never met (a gate that cannot be checked
-//! stays closed).
+//! stage's actions see, and `DeploymentWindow` rules against the clock: a
+//! closed window keeps the rule in progress until it opens (or the rule's
+//! `timeoutInMinutes` passes), and the execution waits for it. Every other
+//! rule provider needs an AWS service this server does not reach: such a
+//! rule fails with a message saying so, so a condition that needs one is
+//! never met (a gate that cannot be checked stays closed).
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
 use regex::Regex;
 use serde_json::Value;
 
@@ -20,37 +26,107 @@ pub struct Unmet {
     pub why: String,
 }
 
+/// What a hook's conditions come to now.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    Met,
+    Unmet(Unmet),
+    /// A rule is still in progress and none has failed: evaluate again at
+    /// this time.
+    Pending(DateTime<Utc>),
+}
+
+/// What one rule came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Succeeded,
+    Failed(String),
+    /// Not decided yet; evaluate again at this time.
+    InProgress(DateTime<Utc>),
+    /// Still undecided when another rule had already failed the condition.
+    Abandoned,
+}
+
+impl Verdict {
+    /// The status a rule execution records.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Verdict::Succeeded => "Succeeded",
+            Verdict::Failed(_) => "Failed",
+            Verdict::InProgress(_) => "InProgress",
+            Verdict::Abandoned => "Abandoned",
+        }
+    }
+
+    pub fn summary(&self) -> Option<&str> {
+        match self {
+            Verdict::Failed(why) => Some(why),
+            Verdict::Abandoned => Some("Not needed: another rule of the condition failed"),
+            _ => None,
+        }
+    }
+}
+
 /// What one rule of a condition came to, as a rule execution records it.
 #[derive(Debug)]
 pub struct RuleOutcome {
     /// Which condition of the hook.
     pub condition: usize,
     pub rule_name: String,
-    /// Failed: with why.
-    pub failure: Option<String>,
+    pub verdict: Verdict,
     /// RuleExecutionInput: type, configuration and resolved configuration.
     pub input: Value,
 }
 
-/// Evaluates every rule of a stage hook (`beforeEntry`, `onSuccess`, `onFailure`):
-/// what each came to, and the first condition that is not met (None when
-/// all are, or there are none).
-pub fn check(hook: Option<&Value>, vars: &HashMap<String, String>) -> (Vec<RuleOutcome>, Option<Unmet>) {
+/// Evaluates every rule of a stage hook (`beforeEntry`, `onSuccess`,
+/// `onFailure`) at `now`: what each came to, and what the hook's
+/// conditions come to. `started`: when rules still in progress from an
+/// earlier evaluation began, by (condition, rule name), for their timeouts.
+/// `can_wait`: false for a hook that cannot wait (onFailure: the stage has
+/// failed), where a closed window fails its rule at once.
+pub fn check(
+    hook: Option<&Value>,
+    vars: &HashMap<String, String>,
+    now: DateTime<Utc>,
+    started: &HashMap<(usize, String), DateTime<Utc>>,
+    can_wait: bool,
+) -> (Vec<RuleOutcome>, Decision) {
     let mut outcomes = Vec::new();
     let mut unmet = None;
+    let mut due: Option<DateTime<Utc>> = None;
     let conditions = hook.and_then(|h| h.get("conditions")).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     for (index, condition) in conditions.iter().enumerate() {
         for r in condition["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let failure = rule(r, vars).err();
-            if let (Some(why), None) = (&failure, &unmet) {
-                // onFailure may state its result on the hook rather than the condition.
-                let result = condition["result"].as_str().or_else(|| hook.and_then(|h| h["result"].as_str()));
-                unmet = Some(Unmet { result: result.unwrap_or("FAIL").to_owned(), why: why.clone() });
+            let rule_name = r["name"].as_str().unwrap_or_default().to_owned();
+            let verdict = match rule(r, vars, now, started.get(&(index, rule_name.clone())).copied()) {
+                Verdict::InProgress(opens) if !can_wait => {
+                    Verdict::Failed(format!("rule '{rule_name}': the deployment window is closed until {}", opens.to_rfc3339()))
+                }
+                v => v,
+            };
+            match (&verdict, &unmet) {
+                (Verdict::Failed(why), None) => {
+                    // onFailure may state its result on the hook rather than the condition.
+                    let result = condition["result"].as_str().or_else(|| hook.and_then(|h| h["result"].as_str()));
+                    unmet = Some(Unmet { result: result.unwrap_or("FAIL").to_owned(), why: why.clone() });
+                }
+                (Verdict::InProgress(at), _) => due = Some(due.map_or(*at, |d| d.min(*at))),
+                _ => {}
             }
-            outcomes.push(RuleOutcome { condition: index, rule_name: r["name"].as_str().unwrap_or_default().to_owned(), failure, input: input(r, vars) });
+            outcomes.push(RuleOutcome { condition: index, rule_name, verdict, input: input(r, vars) });
         }
     }
-    (outcomes, unmet)
+    let decision = match (unmet, due) {
+        (Some(unmet), _) => {
+            for o in outcomes.iter_mut().filter(|o| matches!(o.verdict, Verdict::InProgress(_))) {
+                o.verdict = Verdict::Abandoned;
+            }
+            Decision::Unmet(unmet)
+        }
+        (None, Some(at)) => Decision::Pending(at),
+        (None, None) => Decision::Met,
+    };
+    (outcomes, decision)
 }
 
 /// A rule's input as ListRuleExecutions shows it, references resolved
@@ -81,13 +157,65 @@ pub fn any(hook: Option<&Value>) -> bool {
     hook.and_then(|h| h.get("conditions")).and_then(Value::as_array).is_some_and(|c| !c.is_empty())
 }
 
-fn rule(rule: &Value, vars: &HashMap<String, String>) -> Result<(), String> {
+fn rule(rule: &Value, vars: &HashMap<String, String>, now: DateTime<Utc>, started: Option<DateTime<Utc>>) -> Verdict {
     let name = rule["name"].as_str().unwrap_or_default();
-    let provider = rule["ruleTypeId"]["provider"].as_str().unwrap_or_default();
-    if provider != "VariableCheck" {
-        return Err(format!("rule '{name}': {provider} rules cannot be evaluated by this server"));
+    let named = |why: String| Verdict::Failed(format!("rule '{name}': {why}"));
+    match rule["ruleTypeId"]["provider"].as_str().unwrap_or_default() {
+        "VariableCheck" => variable_check(&rule["configuration"], vars).map_or_else(named, |()| Verdict::Succeeded),
+        "DeploymentWindow" => match deployment_window(&rule["configuration"], vars, now) {
+            Err(why) => named(why),
+            Ok(None) => Verdict::Succeeded,
+            Ok(Some(opens)) => {
+                let Some(minutes) = rule["timeoutInMinutes"].as_i64() else { return Verdict::InProgress(opens) };
+                let deadline = started.unwrap_or(now) + chrono::Duration::minutes(minutes);
+                if now >= deadline {
+                    named(format!("the deployment window did not open within the rule's timeout of {minutes} minutes"))
+                } else {
+                    Verdict::InProgress(opens.min(deadline))
+                }
+            }
+        },
+        provider => named(format!("{provider} rules cannot be evaluated by this server")),
     }
-    variable_check(&rule["configuration"], vars).map_err(|why| format!("rule '{name}': {why}"))
+}
+
+/// `Cron` (AWS's form: seconds minutes hours day-of-month month day-of-week
+/// [year], with `?`, `L`, `W` and `#`; weekdays 1-7 are SUN-SAT) and
+/// `TimeZone` (IANA name, default UTC). None: the window is open at `now`;
+/// else when it next opens.
+fn deployment_window(config: &Value, vars: &HashMap<String, String>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, String> {
+    let text = |key: &str| -> Result<Option<String>, String> {
+        config[key].as_str().map(|v| super::resolve(v, vars).map_err(|unknown| format!("variable {unknown} has no value"))).transpose()
+    };
+    let cron = text("Cron")?.ok_or("configuration Cron is missing")?;
+    let zone: Tz = match text("TimeZone")? {
+        None => Tz::UTC,
+        Some(z) => z.parse().map_err(|_| format!("TimeZone '{z}' is not a time zone name of the IANA database"))?,
+    };
+    let cron = window_cron(&cron)?;
+    let local = now.with_timezone(&zone);
+    if cron.is_time_matching(&local).map_err(|e| format!("Cron cannot be evaluated: {e}"))? {
+        return Ok(None);
+    }
+    let opens = cron.find_next_occurrence(&local, false).map_err(|_| "the deployment window given by Cron never opens".to_owned())?;
+    Ok(Some(opens.with_timezone(&Utc)))
+}
+
+fn window_cron(text: &str) -> Result<Cron, String> {
+    let mut fields: Vec<&str> = text.split_whitespace().collect();
+    if !(6..=7).contains(&fields.len()) {
+        return Err(format!(
+            "Cron '{text}' must have 6 or 7 fields: seconds, minutes, hours, day-of-month, month, day-of-week and an optional year"
+        ));
+    }
+    // AWS takes only `*` for seconds, and a window is whole minutes; `0`
+    // (the Quartz habit) means the same here rather than one second a minute.
+    if fields[0] == "0" {
+        fields[0] = "*";
+    }
+    // Quartz semantics: `?` leaves one day field free, so both must hold.
+    let parser = CronParser::builder().seconds(Seconds::Required).year(Year::Optional).dom_and_dow(true).alternative_weekdays(true).build();
+    parser.parse(&fields.join(" ")).map_err(|e| format!("Cron '{text}' is not a valid cron expression: {e}"))
 }
 
 /// `Variable` (usually a `#{namespace.name}` reference), `Operator` (EQ,
@@ -109,6 +237,7 @@ fn variable_check(config: &Value, vars: &HashMap<String, String>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use serde_json::json;
 
     fn hook(result: &str, rules: Value) -> Value {
@@ -120,29 +249,106 @@ mod tests {
                "configuration": {"Variable": "#{Build.Branch}", "Operator": operator, "Value": value}})
     }
 
+    fn window(cron: &str, zone: Option<&str>, timeout: Option<i64>) -> Value {
+        let mut r = json!({"name": "window", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+                           "configuration": {"Cron": cron}});
+        if let Some(z) = zone {
+            r["configuration"]["TimeZone"] = json!(z);
+        }
+        if let Some(t) = timeout {
+            r["timeoutInMinutes"] = json!(t);
+        }
+        r
+    }
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    fn decide(hook: &Value, vars: &HashMap<String, String>) -> Decision {
+        check(Some(hook), vars, Utc::now(), &HashMap::new(), true).1
+    }
+
+    fn unmet(d: Decision) -> Unmet {
+        match d {
+            Decision::Unmet(u) => u,
+            other => panic!("expected an unmet condition, got {other:?}"),
+        }
+    }
+
     #[test]
     fn variable_checks_compare_and_name_what_failed() {
         let vars: HashMap<String, String> = [("Build.Branch".to_owned(), "release/1.2".to_owned())].into();
         for (op, value) in [("EQ", "release/1.2"), ("NE", "main"), ("CONTAINS", "release"), ("MATCHES", "^release/\\d+\\.\\d+$")] {
-            assert_eq!(check(Some(&hook("FAIL", json!([var_check("r", op, value)]))), &vars).1, None, "{op} {value}");
+            assert_eq!(decide(&hook("FAIL", json!([var_check("r", op, value)])), &vars), Decision::Met, "{op} {value}");
         }
-        let (outcomes, unmet) = check(Some(&hook("SKIP", json!([var_check("ok", "NE", "x"), var_check("branch", "EQ", "main")]))), &vars);
-        let unmet = unmet.unwrap();
+        let (outcomes, decision) = check(
+            Some(&hook("SKIP", json!([var_check("ok", "NE", "x"), var_check("branch", "EQ", "main")]))),
+            &vars,
+            Utc::now(),
+            &HashMap::new(),
+            true,
+        );
+        let unmet = unmet(decision);
         assert_eq!(unmet.result, "SKIP");
-        assert_eq!(outcomes.iter().map(|o| (o.rule_name.as_str(), o.failure.is_none())).collect::<Vec<_>>(), [("ok", true), ("branch", false)]);
+        assert_eq!(outcomes.iter().map(|o| (o.rule_name.as_str(), o.verdict.status())).collect::<Vec<_>>(), [("ok", "Succeeded"), ("branch", "Failed")]);
         assert_eq!(outcomes[0].input["resolvedConfiguration"]["Variable"], "release/1.2");
         assert_eq!(outcomes[0].input["configuration"]["Variable"], "#{Build.Branch}");
         assert_eq!(unmet.why, "rule 'branch': #{Build.Branch} is 'release/1.2', not EQ 'main'");
-        let unknown = check(Some(&hook("FAIL", json!([var_check("r", "EQ", "x")]))), &HashMap::new()).1.unwrap();
+        let unknown = self::unmet(decide(&hook("FAIL", json!([var_check("r", "EQ", "x")])), &HashMap::new()));
         assert_eq!(unknown.why, "rule 'r': variable Build.Branch has no value");
     }
 
     #[test]
     fn rules_this_server_cannot_run_are_not_met() {
         let alarm = json!([{"name": "alarm", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"}}]);
-        let unmet = check(Some(&hook("FAIL", alarm)), &HashMap::new()).1.unwrap();
+        let unmet = unmet(decide(&hook("FAIL", alarm), &HashMap::new()));
         assert_eq!(unmet.why, "rule 'alarm': CloudWatchAlarm rules cannot be evaluated by this server");
-        assert_eq!(check(None, &HashMap::new()).1, None);
-        assert_eq!(check(Some(&json!({"conditions": []})), &HashMap::new()).1, None);
+        assert_eq!(check(None, &HashMap::new(), Utc::now(), &HashMap::new(), true).1, Decision::Met);
+        assert_eq!(decide(&json!({"conditions": []}), &HashMap::new()), Decision::Met);
+    }
+
+    #[test]
+    fn a_deployment_window_is_open_or_says_when_it_opens() {
+        // Weekdays 09:00-17:59 in Berlin (UTC+1 in winter); 2026-11-27 is a Friday.
+        let office = hook("FAIL", json!([window("0 * 9-17 ? * MON-FRI *", Some("Europe/Berlin"), None)]));
+        let (vars, none) = (HashMap::new(), HashMap::new());
+        assert_eq!(check(Some(&office), &vars, at(2026, 11, 27, 8, 30, 0), &none, true).1, Decision::Met);
+        assert_eq!(check(Some(&office), &vars, at(2026, 11, 27, 16, 59, 59), &none, true).1, Decision::Met);
+        // Friday 18:00 in Berlin: closed until Monday 09:00 (08:00 UTC).
+        let (outcomes, decision) = check(Some(&office), &vars, at(2026, 11, 27, 17, 0, 0), &none, true);
+        assert_eq!(decision, Decision::Pending(at(2026, 11, 30, 8, 0, 0)));
+        assert_eq!(outcomes[0].verdict.status(), "InProgress");
+        // Quartz weekdays: 1 is Sunday.
+        let sundays = hook("FAIL", json!([window("* * * ? * 1", None, None)]));
+        assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 29, 12, 0, 0), &none, true).1, Decision::Met);
+        assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 28, 12, 0, 0), &none, true).1, Decision::Pending(at(2026, 11, 29, 0, 0, 0)));
+        // A year field: this window has passed for good.
+        let gone = hook("FAIL", json!([window("* * * * * ? 2020", None, None)]));
+        assert_eq!(unmet(check(Some(&gone), &vars, at(2026, 11, 28, 12, 0, 0), &none, true).1).why, "rule 'window': the deployment window given by Cron never opens");
+    }
+
+    #[test]
+    fn a_closed_window_fails_after_the_rules_timeout_and_bad_configuration_fails_at_once() {
+        let r = hook("FAIL", json!([window("* * 9 ? * * *", None, Some(30))]));
+        let began = at(2026, 11, 28, 12, 0, 0);
+        let started: HashMap<(usize, String), DateTime<Utc>> = [((0, "window".to_owned()), began)].into();
+        assert_eq!(check(Some(&r), &HashMap::new(), began, &HashMap::new(), true).1, Decision::Pending(at(2026, 11, 28, 12, 30, 0)));
+        let late = unmet(check(Some(&r), &HashMap::new(), at(2026, 11, 28, 12, 30, 0), &started, true).1);
+        assert_eq!(late.why, "rule 'window': the deployment window did not open within the rule's timeout of 30 minutes");
+        let bad_zone = unmet(decide(&hook("FAIL", json!([window("* * * * * ?", Some("Mars/Olympus"), None)])), &HashMap::new()));
+        assert!(bad_zone.why.contains("TimeZone 'Mars/Olympus'"), "{}", bad_zone.why);
+        let short = unmet(decide(&hook("FAIL", json!([window("* * * * *", None, None)])), &HashMap::new()));
+        assert!(short.why.contains("must have 6 or 7 fields"), "{}", short.why);
+        // A failed rule settles the condition: a rule still waiting is abandoned.
+        let (outcomes, decision) = check(
+            Some(&hook("FAIL", json!([window("* * * ? * * 2199", None, None), var_check("v", "EQ", "x")]))),
+            &HashMap::new(),
+            began,
+            &HashMap::new(),
+            true,
+        );
+        assert!(matches!(decision, Decision::Unmet(_)));
+        assert_eq!(outcomes.iter().map(|o| o.verdict.status()).collect::<Vec<_>>(), ["Abandoned", "Failed"]);
     }
 }

@@ -11,6 +11,10 @@
 //! An execution is always at one stage (`stage_index`) in one phase:
 //! `Waiting` to enter it (held by a disabled transition, or in SUPERSEDED and
 //! QUEUED modes by another execution running in it), `Running` it, or `Done`.
+//! A stage condition in progress (a closed deployment window) keeps it
+//! where it is with `checking` set: Running without actions for an entry
+//! condition, Running after its actions for a success condition; the
+//! sweeper advances it again at `check_due`.
 //! [`reconcile`] repeatedly takes the next possible step until none is left:
 //! supersede, enter a stage, start the next runOrder group, finish a stage.
 
@@ -35,6 +39,7 @@ use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpda
 use crate::store::jobs::{self, NewJob};
 use crate::store::pipelines;
 use crate::store::rule_executions::{self, NewRuleExecution};
+use conditions::Decision;
 
 /// Manual approvals wait this long unless the action sets timeoutInMinutes.
 pub const DEFAULT_APPROVAL_MINUTES: i64 = 7 * 24 * 60;
@@ -395,20 +400,42 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
     if e.execution_mode != "PARALLEL" && store::stage_occupied(conn, account, pipeline, e.stage_index, e.execution_id).await? {
         return Ok(Step::Idle);
     }
-    if let Some(unmet) = unmet(conn, scope, e, decl, stage, "BEFORE_ENTRY").await? {
-        let summary = format!("Stage '{}' entry condition not met: {}", stage.name, unmet.why);
-        let leave = if unmet.result == "SKIP" && i + 1 < decl.stages.len() {
-            Move { stage: Some((&stage.name, "Skipped")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
-        } else if unmet.result == "SKIP" {
-            Move { stage: Some((&stage.name, "Skipped")), status: Some("Succeeded"), ..Default::default() }
-        } else {
-            Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() }
-        };
-        return Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &leave).await?));
+    match check(conn, scope, e, decl, stage, "BEFORE_ENTRY").await? {
+        Decision::Unmet(unmet) => refuse_entry(conn, scope, e, decl, unmet).await,
+        Decision::Pending(due) => {
+            // It holds the stage while its entry condition is in progress,
+            // as it would running it; its actions start when the condition is met.
+            let check = Move {
+                stage: Some((&stage.name, "InProgress")),
+                position: Some((e.stage_index, "Running")),
+                check: Some(("BEFORE_ENTRY", due)),
+                ..Default::default()
+            };
+            store::move_execution(conn, account, pipeline, e.execution_id, &check).await?;
+            Ok(Step::Idle)
+        }
+        Decision::Met => {
+            let enter = Move { stage: Some((&stage.name, "InProgress")), position: Some((e.stage_index, "Running")), ..Default::default() };
+            // Just entered: no action of the stage has started.
+            Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?, Some(Vec::new())))
+        }
     }
-    let enter = Move { stage: Some((&stage.name, "InProgress")), position: Some((e.stage_index, "Running")), ..Default::default() };
-    // Just entered: no action of the stage has started.
-    Ok(Step::Moved(store::move_execution(conn, account, pipeline, e.execution_id, &enter).await?, Some(Vec::new())))
+}
+
+/// An unmet entry condition: the stage is skipped (SKIP) or fails with the
+/// execution (FAIL).
+async fn refuse_entry(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, decl: &PipelineDeclaration, unmet: conditions::Unmet) -> Result<Step, ApiError> {
+    let i = e.stage_index as usize;
+    let stage = &decl.stages[i];
+    let summary = format!("Stage '{}' entry condition not met: {}", stage.name, unmet.why);
+    let leave = if unmet.result == "SKIP" && i + 1 < decl.stages.len() {
+        Move { stage: Some((&stage.name, "Skipped")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
+    } else if unmet.result == "SKIP" {
+        Move { stage: Some((&stage.name, "Skipped")), status: Some("Succeeded"), ..Default::default() }
+    } else {
+        Move { stage: Some((&stage.name, "Failed")), status: Some("Failed"), summary: Some(&summary), ..Default::default() }
+    };
+    Ok(Step::Left(e.stage_index, store::move_execution(conn, scope.account_id, scope.pipeline, e.execution_id, &leave).await?))
 }
 
 /// `known`: the stage's current actions if the caller has them.
@@ -432,9 +459,22 @@ async fn step_stage(
         if in_progress {
             return Ok(Step::Idle);
         }
+        if e.checking.is_some() {
+            rule_executions::close_open(conn, account, pipeline, e.execution_id, None, "Abandoned", Some("The execution was stopped")).await?;
+        }
         let summary = e.stop_reason.clone().unwrap_or_else(|| "Stopped".into());
         let stop = Move { stage: Some((&stage.name, "Stopped")), status: Some("Stopped"), summary: Some(&summary), ..Default::default() };
         return Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &stop).await?));
+    }
+    if e.checking.as_deref() == Some("BEFORE_ENTRY") {
+        return match check(conn, scope, e, decl, stage, "BEFORE_ENTRY").await? {
+            Decision::Unmet(unmet) => refuse_entry(conn, scope, e, decl, unmet).await,
+            Decision::Pending(due) => {
+                store::set_check(conn, account, pipeline, e.execution_id, Some(("BEFORE_ENTRY", due))).await?;
+                Ok(Step::Idle)
+            }
+            Decision::Met => Ok(Step::Moved(store::set_check(conn, account, pipeline, e.execution_id, None).await?, Some(Vec::new()))),
+        };
     }
     if let Some(failed) = rows.iter().find(|r| r.status == "Failed" || r.status == "Abandoned") {
         // A failing stage still lets its in-flight parallel actions finish.
@@ -483,9 +523,17 @@ async fn step_stage(
         let waits = now.iter().any(|a| a.status == "InProgress");
         return Ok(if waits { Step::Idle } else { Step::Moved(e.clone(), Some(now)) });
     }
-    if let Some(unmet) = unmet(conn, scope, e, decl, stage, "ON_SUCCESS").await? {
-        let summary = format!("Stage '{}' success condition not met: {}", stage.name, unmet.why);
-        return fail_stage(conn, scope, e, stage, &summary, unmet.result == "ROLLBACK", seen).await;
+    match check(conn, scope, e, decl, stage, "ON_SUCCESS").await? {
+        Decision::Unmet(unmet) => {
+            let summary = format!("Stage '{}' success condition not met: {}", stage.name, unmet.why);
+            return fail_stage(conn, scope, e, stage, &summary, unmet.result == "ROLLBACK", seen).await;
+        }
+        Decision::Pending(due) => {
+            // Every action succeeded; the stage ends when the condition is met.
+            store::set_check(conn, account, pipeline, e.execution_id, Some(("ON_SUCCESS", due))).await?;
+            return Ok(Step::Idle);
+        }
+        Decision::Met => {}
     }
     // A rollback re-runs one stage only.
     let done = if i + 1 == decl.stages.len() || e.rollback_target.is_some() {
@@ -526,7 +574,10 @@ async fn on_failure(
     if !conditions::any(Some(hook)) {
         return Ok(hook["result"].as_str().map(str::to_owned));
     }
-    Ok(unmet(conn, scope, e, decl, stage, "ON_FAILURE").await?.map(|u| u.result))
+    Ok(match check(conn, scope, e, decl, stage, "ON_FAILURE").await? {
+        Decision::Unmet(unmet) => Some(unmet.result),
+        Decision::Met | Decision::Pending(_) => None,
+    })
 }
 
 /// The retry mode (FAILED_ACTIONS or ALL_ACTIONS) when a failure's result
@@ -671,40 +722,65 @@ fn visible_variables(e: &ExecutionRow, decl: &PipelineDeclaration, everything: &
     vars
 }
 
-/// Evaluates a hook of the stage `e` is entering or leaving (`conditions`),
-/// records its rules' executions, and answers its first unmet condition.
-/// Reads the execution's actions only when the hook has conditions.
-async fn unmet(
+/// Evaluates a hook of the stage `e` is entering or leaving (`conditions`)
+/// and records its rules' executions. When the execution is already
+/// waiting for this hook (`e.checking`), only the rules still in progress
+/// are recorded again (in place), and a wait whose rules are no longer in
+/// progress was overridden: the hook is met. Reads the execution's actions
+/// only when the hook has conditions.
+async fn check(
     conn: &mut PgConnection,
     scope: Scope<'_>,
     e: &ExecutionRow,
     decl: &PipelineDeclaration,
     stage: &StageDeclaration,
     condition_type: &str,
-) -> Result<Option<conditions::Unmet>, ApiError> {
+) -> Result<Decision, ApiError> {
     let hook = match condition_type {
         "BEFORE_ENTRY" => stage.before_entry.as_ref(),
         "ON_SUCCESS" => stage.on_success.as_ref(),
         _ => stage.on_failure.as_ref(),
     };
     if !conditions::any(hook) {
-        return Ok(None);
+        return Ok(Decision::Met);
     }
-    let everything = store::execution_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
-    let (outcomes, unmet) = conditions::check(hook, &visible_variables(e, decl, &everything));
-    let rules: Vec<NewRuleExecution> = outcomes
-        .iter()
-        .map(|o| NewRuleExecution {
-            condition_index: o.condition as i32,
-            rule_name: &o.rule_name,
-            status: if o.failure.is_some() { "Failed" } else { "Succeeded" },
-            summary: o.failure.as_deref(),
-            input: &o.input,
-        })
-        .collect();
     let (account, pipeline) = (scope.account_id, scope.pipeline);
-    rule_executions::insert(conn, account, pipeline, e, &stage.name, condition_type, &rules).await?;
-    Ok(unmet)
+    let again = e.checking.as_deref() == Some(condition_type);
+    let open = match again {
+        true => rule_executions::in_progress(conn, account, pipeline, e.execution_id, &stage.name, condition_type).await?,
+        false => Vec::new(),
+    };
+    if again && open.is_empty() {
+        return Ok(Decision::Met);
+    }
+    let started: HashMap<(usize, String), chrono::DateTime<Utc>> =
+        open.iter().map(|r| ((r.condition_index as usize, r.rule_name.clone()), r.created_at)).collect();
+    let everything = store::execution_actions(conn, account, pipeline, e.execution_id).await?;
+    let (outcomes, decision) = conditions::check(hook, &visible_variables(e, decl, &everything), Utc::now(), &started, condition_type != "ON_FAILURE");
+    if again {
+        let settled: Vec<(Uuid, &str, Option<&str>)> = outcomes
+            .iter()
+            .filter(|o| !matches!(o.verdict, conditions::Verdict::InProgress(_)))
+            .filter_map(|o| {
+                let row = open.iter().find(|r| r.condition_index as usize == o.condition && r.rule_name == o.rule_name)?;
+                Some((row.rule_execution_id, o.verdict.status(), o.verdict.summary()))
+            })
+            .collect();
+        rule_executions::settle(conn, account, &settled).await?;
+    } else {
+        let rules: Vec<NewRuleExecution> = outcomes
+            .iter()
+            .map(|o| NewRuleExecution {
+                condition_index: o.condition as i32,
+                rule_name: &o.rule_name,
+                status: o.verdict.status(),
+                summary: o.verdict.summary(),
+                input: &o.input,
+            })
+            .collect();
+        rule_executions::insert(conn, account, pipeline, e, &stage.name, condition_type, &rules).await?;
+    }
+    Ok(decision)
 }
 
 /// Starts one action (written by [`Starts::write`]); answers where it

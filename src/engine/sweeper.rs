@@ -1,6 +1,6 @@
 //! Background work with deadlines: jobs dispatched but never acknowledged go
-//! back to the queue, and jobs or approvals past their timeout fail their
-//! action. Safe with several replicas: batches are picked with SKIP LOCKED,
+//! back to the queue, jobs or approvals past their timeout fail their
+//! action, and stage conditions in progress are evaluated again when due. Safe with several replicas: batches are picked with SKIP LOCKED,
 //! every change is a compare-and-set, and each timeout is applied in its own
 //! transaction under the pipeline's lock, so two sweepers never apply one
 //! twice.
@@ -45,6 +45,26 @@ pub async fn tick(app: &App) -> anyhow::Result<()> {
     for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH).await? {
         time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await?;
     }
+    for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH).await? {
+        check_again(app, &account_id, &pipeline, execution_id, now).await?;
+    }
+    Ok(())
+}
+
+/// Evaluates an execution's stage condition again, unless another sweeper
+/// (or an override) got there first.
+async fn check_again(app: &App, account_id: &str, pipeline: &str, execution_id: Uuid, now: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+    let mut tx = app.pool.begin().await?;
+    let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
+        return Ok(());
+    };
+    let due = store::get_execution(&mut tx, account_id, pipeline, execution_id).await?.and_then(|e| e.check_due);
+    if due.is_none_or(|d| d > now) {
+        return Ok(());
+    }
+    let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations, secrets: &app.secrets };
+    super::advance(&mut tx, scope, vec![execution_id]).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tx.commit().await?;
     Ok(())
 }
 

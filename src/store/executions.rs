@@ -90,13 +90,17 @@ pub struct ExecutionRow {
     pub stop_abandon: Option<bool>,
     pub execution_type: String,
     pub rollback_target: Option<Uuid>,
+    /// The hook (BEFORE_ENTRY, ON_SUCCESS) of its stage whose condition is
+    /// in progress, and when to evaluate it again.
+    pub checking: Option<String>,
+    pub check_due: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const EXECUTION_COLUMNS: &str = "execution_id, seq, pipeline_version, status, status_summary, execution_mode, trigger_type, \
      trigger_detail, stage_index, stage_phase, variables, source_overrides, stop_reason, stop_abandon, execution_type, rollback_target, \
-     created_at, updated_at";
+     checking, check_due, created_at, updated_at";
 
 pub struct NewExecution<'a> {
     pub execution_id: Uuid,
@@ -241,6 +245,9 @@ pub struct Move<'a> {
     pub summary: Option<&'a str>,
     /// (stage index, phase) the execution is at next.
     pub position: Option<(i32, &'a str)>,
+    /// A stage condition it waits for next (hook, when to look again);
+    /// every move ends the wait it had.
+    pub check: Option<(&'a str, DateTime<Utc>)>,
 }
 
 pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, m: &Move<'_>) -> Result<ExecutionRow, sqlx::Error> {
@@ -253,7 +260,7 @@ pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline:
          update pipeline_execution set status = coalesce($6, status), status_summary = coalesce($7, status_summary), \
             stage_index = coalesce($8, stage_index), \
             stage_phase = case when coalesce($6, status) in ('InProgress', 'Stopping') then coalesce($9, stage_phase) else 'Done' end, \
-            updated_at = now() \
+            checking = $11, check_due = $12, updated_at = now() \
          where account_id = $1 and pipeline_name = $2 and execution_id = $3 returning {EXECUTION_COLUMNS}"
     ))
     .bind(account_id)
@@ -266,7 +273,43 @@ pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline:
     .bind(m.position.map(|p| p.0))
     .bind(m.position.map(|p| p.1))
     .bind(m.enter)
+    .bind(m.check.map(|c| c.0))
+    .bind(m.check.map(|c| c.1))
     .fetch_one(conn)
+    .await
+}
+
+/// Starts, moves or (None) ends an execution's wait for a stage condition
+/// without moving it.
+pub async fn set_check(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    check: Option<(&str, DateTime<Utc>)>,
+) -> Result<ExecutionRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update pipeline_execution set checking = $4, check_due = $5, updated_at = now() \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 returning {EXECUTION_COLUMNS}"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(id)
+    .bind(check.map(|c| c.0))
+    .bind(check.map(|c| c.1))
+    .fetch_one(conn)
+    .await
+}
+
+/// Executions whose stage condition is due for another evaluation.
+pub async fn due_checks(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "select account_id, pipeline_name, execution_id from pipeline_execution \
+         where check_due <= $1 order by check_due limit $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
     .await
 }
 

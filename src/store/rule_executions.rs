@@ -63,10 +63,19 @@ pub struct RuleExecutionRow {
     pub summary: Option<String>,
     pub input: Value,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RuleExecutionRow {
+    /// RuleExecutionStatus has no Overridden: a rule whose condition was
+    /// overridden did not finish.
+    pub fn api_status(&self) -> &str {
+        if self.status == "Overridden" { "Abandoned" } else { &self.status }
+    }
 }
 
 const COLUMNS: &str = "seq, execution_id, rule_execution_id, pipeline_version, stage_name, condition_type, condition_index, \
-     rule_name, status, summary, input, created_at";
+     rule_name, status, summary, input, created_at, updated_at";
 
 /// Newest first, of one execution or all, before `before_seq`.
 pub async fn list(
@@ -93,4 +102,74 @@ pub async fn of_stages(conn: &mut PgConnection, account_id: &str, pipeline: &str
     .bind(stages.iter().map(|s| s.1.clone()).collect::<Vec<_>>())
     .fetch_all(conn)
     .await
+}
+
+/// The rules of one hook of a stage of an execution still in progress.
+pub async fn in_progress(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+    stage: &str,
+    condition_type: &str,
+) -> Result<Vec<RuleExecutionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from rule_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 \
+            and status = 'InProgress' and stage_name = $4 and condition_type = $5 order by seq"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(stage)
+    .bind(condition_type)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records how rules that were in progress ended: (rule execution, status, summary).
+pub async fn settle(conn: &mut PgConnection, account_id: &str, settled: &[(Uuid, &str, Option<&str>)]) -> Result<(), sqlx::Error> {
+    if settled.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "update rule_execution r set status = n.status, summary = n.summary, updated_at = now() \
+         from unnest($2::uuid[], $3::text[], $4::text[]) as n(id, status, summary) \
+         where r.account_id = $1 and r.rule_execution_id = n.id and r.status = 'InProgress'",
+    )
+    .bind(account_id)
+    .bind(settled.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind(settled.iter().map(|s| s.1.to_owned()).collect::<Vec<_>>())
+    .bind(settled.iter().map(|s| s.2.map(str::to_owned)).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends every rule of the execution still in progress (of one stage hook
+/// when given) with `status` (Abandoned: stopped; Overridden) and
+/// `summary`; answers how many.
+pub async fn close_open(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+    hook: Option<(&str, &str)>,
+    status: &str,
+    summary: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update rule_execution set status = $6, summary = coalesce($7, summary), updated_at = now() \
+         where account_id = $1 and pipeline_name = $2 and execution_id = $3 and status = 'InProgress' \
+            and ($4::text is null or (stage_name = $4 and condition_type = $5))",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(hook.map(|h| h.0))
+    .bind(hook.map(|h| h.1))
+    .bind(status)
+    .bind(summary)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }

@@ -792,7 +792,7 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     let client = server.client(&server.account("a").await);
     let types = client.list_rule_types().rule_owner_filter(RuleOwner::Aws).send().await.unwrap();
     let listed: Vec<_> = types.rule_types().iter().map(|t| t.id().unwrap().provider().to_owned()).collect();
-    assert_eq!(listed, ["VariableCheck"], "the rule type this server evaluates");
+    assert_eq!(listed, ["VariableCheck", "DeploymentWindow"], "the rule types this server evaluates");
     let properties: Vec<_> = types.rule_types()[0].rule_configuration_properties().iter().map(|p| p.name().to_owned()).collect();
     assert_eq!(properties, ["Variable", "Operator", "Value"]);
     let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")]), ("Final", vec![work_action("F", "blue")])]);
@@ -890,4 +890,159 @@ async fn a_success_condition_that_cannot_be_checked_fails_its_stage() {
     let work = &state.stage_states()[1];
     assert_eq!(work.latest_execution().unwrap().status(), &StageExecutionStatus::Failed);
     assert_eq!(work.action_states()[0].latest_execution().unwrap().status(), Some(&ActionExecutionStatus::Succeeded));
+}
+
+fn deployment_window(cron: &str) -> RuleDeclaration {
+    let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("DeploymentWindow").version("1").build().unwrap();
+    RuleDeclaration::builder().name("window").rule_type_id(id).configuration("Cron", cron).configuration("TimeZone", "UTC").build().unwrap()
+}
+
+/// A window closed now that opens next month.
+fn closed_window() -> String {
+    use chrono::Datelike;
+    format!("* * * ? {} * *", chrono::Utc::now().month() % 12 + 1)
+}
+
+async fn override_condition(
+    client: &Client,
+    stage: &str,
+    id: &str,
+    kind: ConditionType,
+) -> std::result::Result<(), aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::override_stage_condition::OverrideStageConditionError>> {
+    client.override_stage_condition().pipeline_name("p").stage_name(stage).pipeline_execution_id(id).condition_type(kind).send().await.map(drop)
+}
+
+async fn latest_execution_id(client: &Client) -> String {
+    let listed = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap();
+    listed.pipeline_execution_summaries()[0].pipeline_execution_id().unwrap().to_owned()
+}
+
+/// A closed DeploymentWindow keeps an entry condition in progress: the
+/// execution holds the stage (QUEUED: the next one waits for it) without
+/// starting its actions, until OverrideStageCondition lets it in; the
+/// condition then shows Overridden.
+#[tokio::test]
+async fn an_entry_condition_waiting_for_its_window_holds_the_stage_until_overridden() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let mut p = source_then("p", ExecutionMode::Queued, vec![("Work", vec![work_action("A", "blue")])]);
+    let gate = condition(Outcome::Fail, deployment_window(&closed_window()));
+    p.stages[1].before_entry = Some(BeforeEntryConditions::builder().conditions(gate).build().unwrap());
+    create_past_source(&client, p).await;
+    assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the window is closed: nothing runs");
+    let first = latest_execution_id(&client).await;
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let work = &state.stage_states()[1];
+    assert_eq!(work.latest_execution().map(|e| (e.pipeline_execution_id(), e.status())), Some((first.as_str(), &StageExecutionStatus::InProgress)));
+    let gate = work.before_entry_condition_state().unwrap();
+    assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
+    assert_eq!(gate.condition_states()[0].rule_states()[0].latest_execution().unwrap().status(), Some(&RuleExecutionStatus::InProgress));
+    let second = start_many(&client, "p", 1).await.remove(0);
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[1].inbound_execution().map(|e| e.pipeline_execution_id()), Some(second.as_str()), "QUEUED: it waits its turn");
+
+    let over = |stage: &'static str, id: String, kind: ConditionType| {
+        let client = client.clone();
+        async move { override_condition(&client, stage, &id, kind).await }
+    };
+    let refused = [
+        (over("Work", first.clone(), ConditionType::OnSuccess).await, "ConditionNotOverridableException"),
+        (over("Source", first.clone(), ConditionType::BeforeEntry).await, "ConditionNotOverridableException"),
+        (over("Work", second.clone(), ConditionType::BeforeEntry).await, "ConditionNotOverridableException"),
+        (over("Nope", first.clone(), ConditionType::BeforeEntry).await, "StageNotFoundException"),
+        (over("Work", "4c1e7a52-0000-4000-8000-000000000000".into(), ConditionType::BeforeEntry).await, "PipelineExecutionNotFoundException"),
+    ];
+    for (i, (result, code)) in refused.into_iter().enumerate() {
+        assert_eq!(error_code(&result.unwrap_err()), code, "case {i}");
+    }
+    let other = server.client(&server.account("b").await);
+    let err = override_condition(&other, "Work", &first, ConditionType::BeforeEntry).await.unwrap_err();
+    assert_eq!(error_code(&err), "PipelineNotFoundException", "another account cannot override it");
+
+    over("Work", first.clone(), ConditionType::BeforeEntry).await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"], "overridden: the stage's actions run");
+    assert_eq!(execution_of(&client, &first).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+    let filter = RuleExecutionFilter::builder().pipeline_execution_id(&first).build();
+    let rules = client.list_rule_executions().pipeline_name("p").filter(filter).send().await.unwrap();
+    let rule = &rules.rule_execution_details()[0];
+    assert_eq!(rule.status(), Some(&RuleExecutionStatus::Abandoned), "the rule never finished");
+    let summary = rule.output().unwrap().execution_result().unwrap().external_execution_summary().unwrap();
+    assert!(summary.starts_with("Overridden by arn:"), "{summary}");
+    let err = over("Work", first.clone(), ConditionType::BeforeEntry).await.unwrap_err();
+    assert_eq!(error_code(&err), "ConditionNotOverridableException", "only once");
+
+    // The stage is free: the second execution enters and waits for the window in turn.
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let work = &state.stage_states()[1];
+    assert_eq!(work.latest_execution().map(|e| e.pipeline_execution_id()), Some(second.as_str()));
+    assert_eq!(work.before_entry_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
+}
+
+/// An execution waiting for a DeploymentWindow goes on by itself when the
+/// window opens (the sweeper evaluates the condition again when it is due).
+#[tokio::test]
+async fn a_waiting_execution_enters_its_stage_when_the_window_opens() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    use chrono::Timelike;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    // Open for a few seconds, starting 8 seconds from now.
+    let now = chrono::Utc::now().second();
+    let seconds: Vec<String> = (8..14).map(|d| ((now + d) % 60).to_string()).collect();
+    let window = deployment_window(&format!("{} * * * * ?", seconds.join(",")));
+    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])]);
+    p.stages[1].before_entry = Some(BeforeEntryConditions::builder().conditions(condition(Outcome::Fail, window)).build().unwrap());
+    create_past_source(&client, p).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut ran = Vec::new();
+    while ran.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        ran = finish_work(&client, &[]).await;
+    }
+    assert_eq!(ran, ["A"], "the execution entered when the window opened");
+    assert_eq!(execution_of(&client, &latest_execution_id(&client).await).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+    let rules = client.list_rule_executions().pipeline_name("p").send().await.unwrap();
+    let rule = &rules.rule_execution_details()[0];
+    assert_eq!(rule.status(), Some(&RuleExecutionStatus::Succeeded));
+    assert!(rule.last_update_time().unwrap().secs() > rule.start_time().unwrap().secs(), "it was in progress before it succeeded");
+}
+
+/// A success condition waiting for its window keeps the stage in progress
+/// after its actions succeeded; a stop ends the wait (the rule is
+/// abandoned), and an override lets the execution succeed.
+#[tokio::test]
+async fn a_success_condition_waiting_for_its_window_ends_with_a_stop_or_an_override() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])]);
+    let gate = condition(Outcome::Fail, deployment_window(&closed_window()));
+    p.stages[1].on_success = Some(SuccessConditions::builder().conditions(gate).build().unwrap());
+    create_past_source(&client, p).await;
+    let first = latest_execution_id(&client).await;
+    let second = start_many(&client, "p", 1).await.remove(0);
+    assert_eq!(finish_work(&client, &[]).await, ["A", "A"]);
+    for id in [&first, &second] {
+        assert_eq!(execution_of(&client, id).await.status(), Some(&PipelineExecutionStatus::InProgress), "both wait for the window");
+    }
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let work = &state.stage_states()[1];
+    assert_eq!(work.on_success_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
+    assert_eq!(work.action_states()[0].latest_execution().unwrap().status(), Some(&ActionExecutionStatus::Succeeded));
+
+    client.stop_pipeline_execution().pipeline_name("p").pipeline_execution_id(&first).reason("not today").send().await.unwrap();
+    assert_eq!(execution_of(&client, &first).await.status(), Some(&PipelineExecutionStatus::Stopped));
+    let filter = RuleExecutionFilter::builder().pipeline_execution_id(&first).build();
+    let rules = client.list_rule_executions().pipeline_name("p").filter(filter).send().await.unwrap();
+    assert_eq!(rules.rule_execution_details()[0].status(), Some(&RuleExecutionStatus::Abandoned));
+
+    let err = override_condition(&client, "Work", &first, ConditionType::OnSuccess).await.unwrap_err();
+    assert_eq!(error_code(&err), "ConditionNotOverridableException", "a stopped execution waits for nothing");
+    override_condition(&client, "Work", &second, ConditionType::OnSuccess).await.unwrap();
+    assert_eq!(execution_of(&client, &second).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let work = &state.stage_states()[1];
+    assert_eq!(work.latest_execution().unwrap().status(), &StageExecutionStatus::Succeeded);
+    assert_eq!(work.on_success_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Overridden));
 }
