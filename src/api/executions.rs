@@ -453,11 +453,19 @@ fn action_execution_state(r: &ActionRow, show_token: bool) -> Value {
     v
 }
 
-/// A stage hook's state from the rules it evaluated (one execution's): a
+/// A stage hook's state from the rules it evaluated (one execution's, oldest first): a
 /// condition failed when a rule did, is in progress while one is, was
 /// overridden or abandoned (stopped) when its wait ended so, and succeeded
 /// when all its rules did.
-fn condition_state(rules: &[&RuleExecutionRow]) -> Value {
+fn condition_state(rounds: &[&RuleExecutionRow]) -> Value {
+    // A retried stage evaluates its hooks again: each rule's newest evaluation counts.
+    let mut rules: Vec<&RuleExecutionRow> = Vec::new();
+    for r in rounds {
+        match rules.iter_mut().find(|n| n.condition_index == r.condition_index && n.rule_name == r.rule_name) {
+            Some(older) => *older = r,
+            None => rules.push(r),
+        }
+    }
     let status = |rows: &[&RuleExecutionRow]| {
         ["Failed", "InProgress", "Overridden", "Abandoned"].into_iter().find(|s| rows.iter().any(|r| r.status == *s)).unwrap_or("Succeeded")
     };
@@ -483,7 +491,7 @@ fn condition_state(rules: &[&RuleExecutionRow]) -> Value {
             .collect();
         conditions.push(json!({"latestExecution": execution, "ruleStates": rule_states}));
     }
-    json!({"latestExecution": {"status": status(rules)}, "conditionStates": conditions})
+    json!({"latestExecution": {"status": status(&rules)}, "conditionStates": conditions})
 }
 
 /// Errors: ValidationException, PipelineNotFoundException.

@@ -1046,3 +1046,46 @@ async fn a_success_condition_waiting_for_its_window_ends_with_a_stop_or_an_overr
     assert_eq!(work.latest_execution().unwrap().status(), &StageExecutionStatus::Succeeded);
     assert_eq!(work.on_success_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Overridden));
 }
+
+/// A stage retried after its success condition failed evaluates it again;
+/// the condition's state shows the newest evaluation only.
+#[tokio::test]
+async fn a_retried_stage_shows_its_newest_condition_evaluation() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let mut action = work_action("A", "blue");
+    action.namespace = Some("W".into());
+    let mut p = source_then("p", ExecutionMode::Superseded, vec![("Work", vec![action])]);
+    let green = condition(Outcome::Fail, variable_check("green", "#{W.light}", "EQ", "green"));
+    p.stages[1].on_success = Some(SuccessConditions::builder().conditions(green).build().unwrap());
+    create_past_source(&client, p).await;
+    let finish_with = |light: &'static str| {
+        let client = client.clone();
+        async move {
+            let polled = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
+            let job = &polled.jobs()[0];
+            client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+            client.put_job_success_result().job_id(job.id().unwrap()).output_variables("light", light).send().await.unwrap();
+        }
+    };
+    finish_with("red").await;
+    let id = latest_execution_id(&client).await;
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Failed));
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let gate = state.stage_states()[1].on_success_condition_state().unwrap();
+    assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Failed));
+
+    client.retry_stage_execution().pipeline_name("p").stage_name("Work").pipeline_execution_id(&id).retry_mode(StageRetryMode::AllActions).send().await.unwrap();
+    finish_with("green").await;
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let gate = state.stage_states()[1].on_success_condition_state().unwrap();
+    assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Succeeded));
+    let rules = gate.condition_states()[0].rule_states();
+    assert_eq!(rules.len(), 1, "the newest evaluation of the rule");
+    assert_eq!(rules[0].latest_execution().unwrap().status(), Some(&RuleExecutionStatus::Succeeded));
+    let history = client.list_rule_executions().pipeline_name("p").send().await.unwrap();
+    let statuses: Vec<_> = history.rule_execution_details().iter().map(|r| r.status().unwrap().as_str()).collect();
+    assert_eq!(statuses, ["Succeeded", "Failed"], "ListRuleExecutions keeps both, newest first");
+}
