@@ -113,15 +113,24 @@ pub struct NewExecution<'a> {
     pub client_request_token: Option<&'a str>,
     /// For a rollback: the execution whose artifacts it re-runs with, and the stage it runs.
     pub rollback: Option<(Uuid, i32)>,
+    /// The first stage, when the execution enters it as it is inserted
+    /// (Running, the stage recorded InProgress) rather than waiting to.
+    pub enter: Option<&'a str>,
 }
 
 /// Inserts an execution; None when its client request token was used before.
 pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<Option<ExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
-         trigger_type, trigger_detail, variables, source_overrides, client_request_token, execution_type, rollback_target, stage_index) \
-         values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         on conflict (account_id, pipeline_name, client_request_token) do nothing returning {EXECUTION_COLUMNS}"
+        "with e as ( \
+            insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
+            trigger_type, trigger_detail, variables, source_overrides, client_request_token, execution_type, rollback_target, stage_index, \
+            stage_phase) \
+            values ($1, $2, $3, $4, 'InProgress', $5, $6, $7, $8, $9, $10, $11, $12, $13, case when $14::text is null then 'Waiting' else 'Running' end) \
+            on conflict (account_id, pipeline_name, client_request_token) do nothing returning {EXECUTION_COLUMNS}), \
+         stage as ( \
+            insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) \
+            select $1, $2, e.execution_id, $14, 'InProgress' from e where $14::text is not null) \
+         select {EXECUTION_COLUMNS} from e"
     ))
     .bind(account_id)
     .bind(pipeline)
@@ -136,6 +145,7 @@ pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipelin
     .bind(if e.rollback.is_some() { "ROLLBACK" } else { "STANDARD" })
     .bind(e.rollback.map(|r| r.0))
     .bind(e.rollback.map(|r| r.1).unwrap_or(0))
+    .bind(e.enter)
     .fetch_optional(conn)
     .await
 }

@@ -760,6 +760,17 @@ async fn a_started_execution_waits_at_a_transition_disabled_before_it_started() 
     client.enable_stage_transition().pipeline_name("p").stage_name("Work").transition_type(work).send().await.unwrap();
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+
+    // The same before the first stage (which a PARALLEL start otherwise enters as it inserts the execution).
+    let source = StageTransitionType::Inbound;
+    client.disable_stage_transition().pipeline_name("p").stage_name("Source").transition_type(source.clone()).reason("freeze").send().await.unwrap();
+    let held = start_many(&client, "p", 1).await.remove(0);
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[0].inbound_execution().map(|e| e.pipeline_execution_id()), Some(held.as_str()));
+    assert_eq!(state.stage_states()[0].latest_execution().map(|e| e.pipeline_execution_id()), Some(id.as_str()), "it has not entered");
+    client.enable_stage_transition().pipeline_name("p").stage_name("Source").transition_type(source).send().await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    assert_eq!(execution_of(&client, &held).await.status(), Some(&PipelineExecutionStatus::Succeeded));
 }
 
 fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
