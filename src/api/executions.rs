@@ -187,11 +187,17 @@ pub async fn retry_stage_execution(cx: Cx, input: RetryStageExecutionInput) -> R
         let failed: Vec<String> = rows.iter().filter(|r| r.status != "Succeeded").map(|r| r.action_name.clone()).collect();
         store::retire_actions(&mut tx, &cx.account_id, pipeline, id, &stage.name, Some(&failed)).await?;
     }
-    let rerun = store::Move {
-        stage: Some((&stage.name, "InProgress")),
-        status: Some("InProgress"),
-        position: Some((index as i32, "Running")),
-        ..Default::default()
+    // A stage none of whose actions ran was never entered (its entry
+    // condition failed, or it was stopped while that was in progress): the
+    // retry enters it again, through its entry condition.
+    let rerun = match rows.is_empty() {
+        true => store::Move { status: Some("InProgress"), position: Some((index as i32, "Waiting")), ..Default::default() },
+        false => store::Move {
+            stage: Some((&stage.name, "InProgress")),
+            status: Some("InProgress"),
+            position: Some((index as i32, "Running")),
+            ..Default::default()
+        },
     };
     store::move_execution(&mut tx, &cx.account_id, pipeline, id, &rerun).await?;
     store::record_retry(&mut tx, &cx.account_id, pipeline, id, &stage.name, false).await?;

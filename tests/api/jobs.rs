@@ -1105,3 +1105,28 @@ async fn a_retried_stage_shows_its_newest_condition_evaluation() {
     let statuses: Vec<_> = history.rule_execution_details().iter().map(|r| r.status().unwrap().as_str()).collect();
     assert_eq!(statuses, ["Succeeded", "Failed"], "ListRuleExecutions keeps both, newest first");
 }
+
+/// Retrying a stage that was never entered (stopped while its entry
+/// condition waited for the window) goes through the entry condition
+/// again: a retry is no way around a gate.
+#[tokio::test]
+async fn a_retry_of_a_stage_never_entered_checks_its_entry_condition_again() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let mut p = source_then("p", ExecutionMode::Superseded, vec![("Work", vec![work_action("A", "blue")])]);
+    let gate = condition(Outcome::Fail, deployment_window(&closed_window()));
+    p.stages[1].before_entry = Some(BeforeEntryConditions::builder().conditions(gate).build().unwrap());
+    create_past_source(&client, p).await;
+    let id = latest_execution_id(&client).await;
+    client.stop_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Stopped));
+    client.retry_stage_execution().pipeline_name("p").stage_name("Work").pipeline_execution_id(&id).retry_mode(StageRetryMode::FailedActions).send().await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the window is still closed");
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let gate = state.stage_states()[1].before_entry_condition_state().unwrap();
+    assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
+    override_condition(&client, "Work", &id, ConditionType::BeforeEntry).await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+}
