@@ -218,6 +218,29 @@ fn window_cron(text: &str) -> Result<Cron, String> {
     parser.parse(&fields.join(" ")).map_err(|e| format!("Cron '{text}' is not a valid cron expression: {e}"))
 }
 
+/// What is wrong with a rule's configuration, for the rule types this
+/// server evaluates, as far as it can be told before the rule runs (values
+/// with `#{…}` references are checked when they are resolved).
+pub fn configuration_problem(rule: &Value) -> Option<String> {
+    let config = &rule["configuration"];
+    let literal = |key: &str| config[key].as_str().filter(|v| !v.contains("#{"));
+    let missing = |keys: &[&str]| keys.iter().find(|k| config[**k].as_str().is_none()).map(|k| format!("configuration {k} is missing"));
+    match rule["ruleTypeId"]["provider"].as_str().unwrap_or_default() {
+        "VariableCheck" => missing(&["Variable", "Operator", "Value"]).or_else(|| {
+            let operator = literal("Operator")?;
+            if !["EQ", "NE", "CONTAINS", "MATCHES"].contains(&operator) {
+                return Some(format!("Operator {operator} is not one of EQ, NE, CONTAINS, MATCHES"));
+            }
+            let pattern = literal("Value").filter(|_| operator == "MATCHES")?;
+            Regex::new(pattern).err().map(|e| format!("Value is not a valid regular expression: {e}"))
+        }),
+        "DeploymentWindow" => missing(&["Cron"])
+            .or_else(|| literal("Cron").and_then(|cron| window_cron(cron).err()))
+            .or_else(|| literal("TimeZone").filter(|z| z.parse::<Tz>().is_err()).map(|z| format!("TimeZone '{z}' is not a time zone name of the IANA database"))),
+        _ => None,
+    }
+}
+
 /// `Variable` (usually a `#{namespace.name}` reference), `Operator` (EQ,
 /// NE, CONTAINS, MATCHES) and `Value`.
 fn variable_check(config: &Value, vars: &HashMap<String, String>) -> Result<(), String> {
@@ -297,6 +320,21 @@ mod tests {
         assert_eq!(unmet.why, "rule 'branch': #{Build.Branch} is 'release/1.2', not EQ 'main'");
         let unknown = self::unmet(decide(&hook("FAIL", json!([var_check("r", "EQ", "x")])), &HashMap::new()));
         assert_eq!(unknown.why, "rule 'r': variable Build.Branch has no value");
+    }
+
+    #[test]
+    fn rule_configuration_is_checked_where_it_is_literal() {
+        assert_eq!(configuration_problem(&var_check("r", "EQ", "x")), None);
+        assert_eq!(configuration_problem(&var_check("r", "GT", "x")).unwrap(), "Operator GT is not one of EQ, NE, CONTAINS, MATCHES");
+        assert!(configuration_problem(&var_check("r", "MATCHES", "(")).unwrap().starts_with("Value is not a valid regular expression"));
+        assert_eq!(configuration_problem(&window("* * 9-16 ? * MON-FRI *", Some("Europe/Berlin"), None)), None);
+        assert!(configuration_problem(&window("* * 25 ? * * *", None, None)).unwrap().contains("is not a valid cron expression"));
+        assert!(configuration_problem(&window("* * * * *", None, None)).unwrap().contains("must have 6 or 7 fields"));
+        assert!(configuration_problem(&window("* * * * * ?", Some("Mars/Olympus"), None)).unwrap().contains("Mars/Olympus"));
+        assert_eq!(configuration_problem(&window("#{variables.window}", None, None)), None, "resolved when it runs");
+        let mut no_cron = window("* * * * * ?", None, None);
+        no_cron["configuration"] = json!({});
+        assert_eq!(configuration_problem(&no_cron).unwrap(), "configuration Cron is missing");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! [`reconcile`] repeatedly takes the next possible step until none is left:
 //! supersede, enter a stage, start the next runOrder group, finish a stage.
 
-mod conditions;
+pub(crate) mod conditions;
 pub mod sweeper;
 
 use std::collections::{HashMap, HashSet, VecDeque};

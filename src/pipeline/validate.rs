@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde_json::Value;
+
 use super::action_types::ActionType;
 use super::{ActionDeclaration, ActionTypeId, PipelineDeclaration, StageDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
@@ -36,6 +38,7 @@ pub fn validate(p: &PipelineDeclaration, types: &HashMap<ActionTypeId, ActionTyp
             return Err(stage_error(format!("Stage name '{}' is used more than once; stage names must be unique", stage.name)));
         }
         stage_level(p, i, stage)?;
+        conditions(p, stage)?;
         for action in &stage.actions {
             action_level(stage, action, types)?;
         }
@@ -112,6 +115,42 @@ fn pipeline_level(p: &PipelineDeclaration) -> Result<(), ApiError> {
     for v in &p.variables {
         if !variables.insert(v.name.as_str()) {
             return Err(structure(format!("Pipeline variable '{}' is declared more than once", v.name)));
+        }
+    }
+    Ok(())
+}
+
+/// A stage's conditions (stage-conditions.html): each hook's results as AWS
+/// allows them (entry: FAIL or SKIP; success: ROLLBACK or FAIL; failure:
+/// ROLLBACK or RETRY), no rollback in PARALLEL mode (execution-modes.html),
+/// and the configuration of the rules this server evaluates.
+fn conditions(p: &PipelineDeclaration, stage: &StageDeclaration) -> Result<(), ApiError> {
+    let hooks: [(&str, Option<&Value>, &[&str]); 3] = [
+        ("beforeEntry", stage.before_entry.as_ref(), &["FAIL", "SKIP"]),
+        ("onSuccess", stage.on_success.as_ref(), &["ROLLBACK", "FAIL"]),
+        ("onFailure", stage.on_failure.as_ref(), &["ROLLBACK", "RETRY"]),
+    ];
+    for (hook_name, hook, allowed) in hooks {
+        let Some(hook) = hook else { continue };
+        let conditions = hook["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let results = conditions.iter().map(|c| &c["result"]).chain(std::iter::once(&hook["result"])).filter_map(Value::as_str);
+        for result in results {
+            if !allowed.contains(&result) {
+                return Err(stage_error(format!(
+                    "Stage '{}' {hook_name}: result {result} is not allowed there; use {}",
+                    stage.name,
+                    allowed.join(" or ")
+                )));
+            }
+            if result == "ROLLBACK" && p.execution_mode() == "PARALLEL" {
+                return Err(stage_error(format!("Stage '{}' {hook_name}: PARALLEL pipelines cannot roll back stages", stage.name)));
+            }
+        }
+        for rule in conditions.iter().flat_map(|c| c["rules"].as_array().map(Vec::as_slice).unwrap_or_default()) {
+            if let Some(problem) = crate::engine::conditions::configuration_problem(rule) {
+                let name = rule["name"].as_str().unwrap_or_default();
+                return Err(stage_error(format!("Stage '{}' {hook_name}: rule '{name}': {problem}", stage.name)));
+            }
         }
     }
     Ok(())

@@ -23,6 +23,11 @@ fn approval(name: &str) -> Value {
     json!({"name": name, "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"}})
 }
 
+fn window_rule(cron: &str) -> Value {
+    json!({"name": "window", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "DeploymentWindow", "version": "1"},
+           "configuration": {"Cron": cron, "TimeZone": "Europe/Berlin"}})
+}
+
 fn base() -> Value {
     json!({
         "name": "p", "roleArn": "arn:aws:iam::123456789012:role/r",
@@ -141,6 +146,23 @@ const RULES: &[(&str, Mutation, &str, &str)] = &[
             "outputArtifacts": [{"name": "src"}]});
         p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
             "push": [{"branches": {"includes": ["main"]}, "filePaths": {"includes": ["src/**"]}}]}}]);
+    }, "ok", ""),
+    ("an entry condition's result is FAIL or SKIP", |p| {
+        p["pipelineType"] = json!("V2");
+        p["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "ROLLBACK", "rules": [window_rule("* * * ? * MON-FRI *")]}]});
+    }, "InvalidStageDeclarationException", "beforeEntry: result ROLLBACK"),
+    ("PARALLEL pipelines do not roll back", |p| {
+        p["pipelineType"] = json!("V2");
+        p["executionMode"] = json!("PARALLEL");
+        p["stages"][1]["onFailure"] = json!({"result": "ROLLBACK"});
+    }, "InvalidStageDeclarationException", "PARALLEL"),
+    ("a DeploymentWindow's Cron is a valid cron expression", |p| {
+        p["pipelineType"] = json!("V2");
+        p["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "FAIL", "rules": [window_rule("* * 9-17 * *")]}]});
+    }, "InvalidStageDeclarationException", "rule 'window': Cron"),
+    ("a valid deployment window is accepted", |p| {
+        p["pipelineType"] = json!("V2");
+        p["stages"][1]["onSuccess"] = json!({"conditions": [{"result": "ROLLBACK", "rules": [window_rule("* * 9-16 ? * MON-FRI *")]}]});
     }, "ok", ""),
     ("names follow the pattern", |p| { p["stages"][1]["name"] = json!("Build It") }, "ValidationException", "pipeline.stages.2.member.name"),
 ];
