@@ -39,16 +39,26 @@ pub async fn tick(app: &App) -> anyhow::Result<()> {
     if requeued > 0 {
         tracing::info!(requeued, "requeued jobs that were never acknowledged");
     }
+    // One pipeline the engine cannot advance must not hold up the others:
+    // each item fails on its own, and is tried again at the next pass.
     for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH).await? {
-        time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await?;
+        let done = time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await;
+        warn_unless_done(done, &account_id, &pipeline, "job timeout");
     }
     for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH).await? {
-        time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await?;
+        let done = time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await;
+        warn_unless_done(done, &account_id, &pipeline, "approval timeout");
     }
     for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH).await? {
-        check_again(app, &account_id, &pipeline, execution_id, now).await?;
+        warn_unless_done(check_again(app, &account_id, &pipeline, execution_id, now).await, &account_id, &pipeline, "stage condition");
     }
     Ok(())
+}
+
+fn warn_unless_done(done: anyhow::Result<()>, account_id: &str, pipeline: &str, what: &str) {
+    if let Err(e) = done {
+        tracing::warn!(%account_id, %pipeline, what, error = %format!("{e:#}"), "sweeper could not apply a deadline");
+    }
 }
 
 /// Evaluates an execution's stage condition again, unless another sweeper

@@ -249,6 +249,44 @@ async fn an_acknowledged_job_past_its_timeout_fails_its_action() {
     assert_eq!(ack.status(), Some(&JobStatus::TimedOut));
 }
 
+/// A deadline the engine cannot apply (here: a pipeline whose stored
+/// declaration is unreadable) does not hold up the others in the pass.
+#[tokio::test]
+async fn a_deadline_that_cannot_be_applied_does_not_hold_up_the_others() {
+    let mut quiet = Config::for_tests();
+    quiet.job_timeout = Duration::from_millis(300);
+    quiet.sweep_interval = Duration::from_secs(3600);
+    let server = TestServer::start_with(quiet.clone()).await;
+    let client = server.client(&server.account("a").await);
+    worker_pipeline(&client, "p", false).await;
+    worker_pipeline(&client, "q", false).await;
+    let p = start_many(&client, "p", 1).await.remove(0);
+    let q = start_many(&client, "q", 1).await.remove(0);
+    for _ in 0..2 {
+        let job = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs()[0].clone();
+        client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    }
+    sqlx::query("update pipeline_version set declaration = '{\"unreadable\": true}' where name = 'p'").execute(&server.pool).await.unwrap();
+    // A replica that has not read p's declaration before sweeps.
+    let mut sweeping = quiet;
+    sweeping.sweep_interval = Duration::from_millis(50);
+    let _replica = TestServer::start_full(server.database_url.clone(), server.master_key.clone(), sweeping).await;
+    let mut status = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = execution_in(&client, "q", &q).await.status().cloned();
+        if status == Some(PipelineExecutionStatus::Failed) {
+            break;
+        }
+    }
+    assert_eq!(status, Some(PipelineExecutionStatus::Failed), "q's job timed out");
+    assert_eq!(execution_in(&client, "p", &p).await.status(), Some(&PipelineExecutionStatus::InProgress), "p's is tried again later");
+}
+
+async fn execution_in(client: &Client, pipeline: &str, id: &str) -> PipelineExecution {
+    client.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(id).send().await.unwrap().pipeline_execution().unwrap().clone()
+}
+
 #[tokio::test]
 async fn job_calls_refuse_bad_nonces_states_types_and_other_accounts() {
     let server = TestServer::start().await;
@@ -790,7 +828,7 @@ fn condition(result: aws_sdk_codepipeline::types::Result, rule: RuleDeclaration)
 }
 
 async fn execution_of(client: &Client, id: &str) -> PipelineExecution {
-    client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap().pipeline_execution().unwrap().clone()
+    execution_in(client, "p", id).await
 }
 
 /// Entry conditions: an unmet FAIL condition fails the execution at the
