@@ -987,6 +987,10 @@ pub async fn cancel_active(conn: &mut PgConnection, scope: Scope<'_>) -> Result<
     for e in store::active_executions(conn, scope.account_id, scope.pipeline).await? {
         let abandoned = store::abandon_actions(conn, scope.account_id, scope.pipeline, e.execution_id).await?;
         jobs::fail_jobs_of(conn, scope.account_id, &abandoned).await?;
+        if e.checking.is_some() {
+            let why = Some("The pipeline's definition was updated");
+            rule_executions::close_open(conn, scope.account_id, scope.pipeline, e.execution_id, None, "Abandoned", why).await?;
+        }
         let decl = declaration(conn, scope, e.pipeline_version).await?;
         let running = decl.stages.get(e.stage_index as usize).filter(|_| e.stage_phase == "Running");
         let cancel = Move {

@@ -1168,3 +1168,25 @@ async fn a_retry_of_a_stage_never_entered_checks_its_entry_condition_again() {
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
 }
+
+/// UpdatePipeline cancels an execution waiting for its window like any
+/// other: the rule is abandoned, not left in progress.
+#[tokio::test]
+async fn an_update_cancels_an_execution_waiting_for_its_window() {
+    use aws_sdk_codepipeline::types::Result as Outcome;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])]);
+    let gate = condition(Outcome::Fail, deployment_window(&closed_window()));
+    p.stages[1].before_entry = Some(BeforeEntryConditions::builder().conditions(gate).build().unwrap());
+    create_past_source(&client, p).await;
+    let id = latest_execution_id(&client).await;
+    let current = client.get_pipeline().name("p").send().await.unwrap().pipeline().unwrap().clone();
+    client.update_pipeline().pipeline(current).send().await.unwrap();
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Cancelled));
+    let filter = RuleExecutionFilter::builder().pipeline_execution_id(&id).build();
+    let rules = client.list_rule_executions().pipeline_name("p").filter(filter).send().await.unwrap();
+    assert_eq!(rules.rule_execution_details()[0].status(), Some(&RuleExecutionStatus::Abandoned));
+    let err = override_condition(&client, "Work", &id, ConditionType::BeforeEntry).await.unwrap_err();
+    assert_eq!(error_code(&err), "ConditionNotOverridableException");
+}
