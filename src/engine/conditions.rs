@@ -78,17 +78,19 @@ pub struct RuleOutcome {
     pub input: Value,
 }
 
-/// Evaluates every rule of a stage hook (`beforeEntry`, `onSuccess`,
+/// Evaluates the rules of a stage hook (`beforeEntry`, `onSuccess`,
 /// `onFailure`) at `now`: what each came to, and what the hook's
-/// conditions come to. `started`: when rules still in progress from an
-/// earlier evaluation began, by (condition, rule name), for their timeouts.
-/// `can_wait`: false for a hook that cannot wait (onFailure: the stage has
-/// failed), where a closed window fails its rule at once.
+/// conditions come to. `open`: None for a first evaluation; for the next
+/// ones while the hook waits, the rules still in progress, by (condition,
+/// rule name), with when they began (for their timeouts) — only those are
+/// evaluated again, the others have succeeded. `can_wait`: false for a hook
+/// that cannot wait (onFailure: the stage has failed), where a closed
+/// window fails its rule at once.
 pub fn check(
     hook: Option<&Value>,
     vars: &HashMap<String, String>,
     now: DateTime<Utc>,
-    started: &HashMap<(usize, String), DateTime<Utc>>,
+    open: Option<&HashMap<(usize, String), DateTime<Utc>>>,
     can_wait: bool,
 ) -> (Vec<RuleOutcome>, Decision) {
     let mut outcomes = Vec::new();
@@ -98,7 +100,12 @@ pub fn check(
     for (index, condition) in conditions.iter().enumerate() {
         for r in condition["rules"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let rule_name = r["name"].as_str().unwrap_or_default().to_owned();
-            let verdict = match rule(r, vars, now, started.get(&(index, rule_name.clone())).copied()) {
+            let evaluated = match open.map(|o| o.get(&(index, rule_name.clone()))) {
+                None => rule(r, vars, now, None),
+                Some(Some(started)) => rule(r, vars, now, Some(*started)),
+                Some(None) => Verdict::Succeeded,
+            };
+            let verdict = match evaluated {
                 Verdict::InProgress(opens) if !can_wait => {
                     Verdict::Failed(format!("rule '{rule_name}': the deployment window is closed until {}", opens.to_rfc3339()))
                 }
@@ -289,7 +296,7 @@ mod tests {
     }
 
     fn decide(hook: &Value, vars: &HashMap<String, String>) -> Decision {
-        check(Some(hook), vars, Utc::now(), &HashMap::new(), true).1
+        check(Some(hook), vars, Utc::now(), None, true).1
     }
 
     fn unmet(d: Decision) -> Unmet {
@@ -309,7 +316,7 @@ mod tests {
             Some(&hook("SKIP", json!([var_check("ok", "NE", "x"), var_check("branch", "EQ", "main")]))),
             &vars,
             Utc::now(),
-            &HashMap::new(),
+            None,
             true,
         );
         let unmet = unmet(decision);
@@ -320,6 +327,23 @@ mod tests {
         assert_eq!(unmet.why, "rule 'branch': #{Build.Branch} is 'release/1.2', not EQ 'main'");
         let unknown = self::unmet(decide(&hook("FAIL", json!([var_check("r", "EQ", "x")])), &HashMap::new()));
         assert_eq!(unknown.why, "rule 'r': variable Build.Branch has no value");
+    }
+
+    #[test]
+    fn a_condition_waiting_again_evaluates_only_its_rules_in_progress() {
+        // Two windows: 09:00-09:59 and Saturdays. At Friday 09:30 the first is
+        // open and the second closed; at Saturday 12:00 the first has closed, but it
+        // succeeded already: the condition is met.
+        let mut hours = window("* * 9 ? * * *", None, None);
+        hours["name"] = json!("hours");
+        let both = hook("FAIL", json!([hours, window("* * * ? * SAT *", None, None)]));
+        let (outcomes, first) = check(Some(&both), &HashMap::new(), at(2026, 11, 27, 9, 30, 0), None, true);
+        assert_eq!(first, Decision::Pending(at(2026, 11, 28, 0, 0, 0)));
+        assert_eq!(outcomes.iter().map(|o| o.verdict.status()).collect::<Vec<_>>(), ["Succeeded", "InProgress"]);
+        let open: HashMap<(usize, String), DateTime<Utc>> = [((0, "window".to_owned()), at(2026, 11, 27, 9, 30, 0))].into();
+        let (outcomes, again) = check(Some(&both), &HashMap::new(), at(2026, 11, 28, 12, 0, 0), Some(&open), true);
+        assert_eq!(again, Decision::Met);
+        assert_eq!(outcomes.iter().map(|o| o.verdict.status()).collect::<Vec<_>>(), ["Succeeded", "Succeeded"]);
     }
 
     #[test]
@@ -342,7 +366,7 @@ mod tests {
         let alarm = json!([{"name": "alarm", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"}}]);
         let unmet = unmet(decide(&hook("FAIL", alarm), &HashMap::new()));
         assert_eq!(unmet.why, "rule 'alarm': CloudWatchAlarm rules cannot be evaluated by this server");
-        assert_eq!(check(None, &HashMap::new(), Utc::now(), &HashMap::new(), true).1, Decision::Met);
+        assert_eq!(check(None, &HashMap::new(), Utc::now(), None, true).1, Decision::Met);
         assert_eq!(decide(&json!({"conditions": []}), &HashMap::new()), Decision::Met);
     }
 
@@ -350,20 +374,20 @@ mod tests {
     fn a_deployment_window_is_open_or_says_when_it_opens() {
         // Weekdays 09:00-17:59 in Berlin (UTC+1 in winter); 2026-11-27 is a Friday.
         let office = hook("FAIL", json!([window("0 * 9-17 ? * MON-FRI *", Some("Europe/Berlin"), None)]));
-        let (vars, none) = (HashMap::new(), HashMap::new());
-        assert_eq!(check(Some(&office), &vars, at(2026, 11, 27, 8, 30, 0), &none, true).1, Decision::Met);
-        assert_eq!(check(Some(&office), &vars, at(2026, 11, 27, 16, 59, 59), &none, true).1, Decision::Met);
+        let vars = HashMap::new();
+        assert_eq!(check(Some(&office), &vars, at(2026, 11, 27, 8, 30, 0), None, true).1, Decision::Met);
+        assert_eq!(check(Some(&office), &vars, at(2026, 11, 27, 16, 59, 59), None, true).1, Decision::Met);
         // Friday 18:00 in Berlin: closed until Monday 09:00 (08:00 UTC).
-        let (outcomes, decision) = check(Some(&office), &vars, at(2026, 11, 27, 17, 0, 0), &none, true);
+        let (outcomes, decision) = check(Some(&office), &vars, at(2026, 11, 27, 17, 0, 0), None, true);
         assert_eq!(decision, Decision::Pending(at(2026, 11, 30, 8, 0, 0)));
         assert_eq!(outcomes[0].verdict.status(), "InProgress");
         // Quartz weekdays: 1 is Sunday.
         let sundays = hook("FAIL", json!([window("* * * ? * 1", None, None)]));
-        assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 29, 12, 0, 0), &none, true).1, Decision::Met);
-        assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 28, 12, 0, 0), &none, true).1, Decision::Pending(at(2026, 11, 29, 0, 0, 0)));
+        assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 29, 12, 0, 0), None, true).1, Decision::Met);
+        assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 11, 29, 0, 0, 0)));
         // A year field: this window has passed for good.
         let gone = hook("FAIL", json!([window("* * * * * ? 2020", None, None)]));
-        assert_eq!(unmet(check(Some(&gone), &vars, at(2026, 11, 28, 12, 0, 0), &none, true).1).why, "rule 'window': the deployment window given by Cron never opens");
+        assert_eq!(unmet(check(Some(&gone), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1).why, "rule 'window': the deployment window given by Cron never opens");
     }
 
     #[test]
@@ -371,8 +395,8 @@ mod tests {
         let r = hook("FAIL", json!([window("* * 9 ? * * *", None, Some(30))]));
         let began = at(2026, 11, 28, 12, 0, 0);
         let started: HashMap<(usize, String), DateTime<Utc>> = [((0, "window".to_owned()), began)].into();
-        assert_eq!(check(Some(&r), &HashMap::new(), began, &HashMap::new(), true).1, Decision::Pending(at(2026, 11, 28, 12, 30, 0)));
-        let late = unmet(check(Some(&r), &HashMap::new(), at(2026, 11, 28, 12, 30, 0), &started, true).1);
+        assert_eq!(check(Some(&r), &HashMap::new(), began, None, true).1, Decision::Pending(at(2026, 11, 28, 12, 30, 0)));
+        let late = unmet(check(Some(&r), &HashMap::new(), at(2026, 11, 28, 12, 30, 0), Some(&started), true).1);
         assert_eq!(late.why, "rule 'window': the deployment window did not open within the rule's timeout of 30 minutes");
         let bad_zone = unmet(decide(&hook("FAIL", json!([window("* * * * * ?", Some("Mars/Olympus"), None)])), &HashMap::new()));
         assert!(bad_zone.why.contains("TimeZone 'Mars/Olympus'"), "{}", bad_zone.why);
@@ -383,7 +407,7 @@ mod tests {
             Some(&hook("FAIL", json!([window("* * * ? * * 2199", None, None), var_check("v", "EQ", "x")]))),
             &HashMap::new(),
             began,
-            &HashMap::new(),
+            None,
             true,
         );
         assert!(matches!(decision, Decision::Unmet(_)));

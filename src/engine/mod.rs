@@ -766,7 +766,8 @@ async fn check(
     let started: HashMap<(usize, String), chrono::DateTime<Utc>> =
         open.iter().map(|r| ((r.condition_index as usize, r.rule_name.clone()), r.created_at)).collect();
     let everything = store::execution_actions(conn, account, pipeline, e.execution_id).await?;
-    let (outcomes, decision) = conditions::check(hook, &visible_variables(e, decl, &everything), Utc::now(), &started, condition_type != "ON_FAILURE");
+    let vars = visible_variables(e, decl, &everything);
+    let (outcomes, decision) = conditions::check(hook, &vars, Utc::now(), again.then_some(&started), condition_type != "ON_FAILURE");
     if again {
         let settled: Vec<(Uuid, &str, Option<&str>)> = outcomes
             .iter()
