@@ -220,6 +220,10 @@ fn window_cron(text: &str) -> Result<Cron, String> {
     if fields[0] == "0" {
         fields[0] = "*";
     }
+    // Quartz: `L` alone in day-of-week is its last day, Saturday (7).
+    if fields[5] == "L" {
+        fields[5] = "7";
+    }
     // Quartz semantics: `?` leaves one day field free, so both must hold.
     let parser = CronParser::builder().seconds(Seconds::Required).year(Year::Optional).dom_and_dow(true).alternative_weekdays(true).build();
     parser.parse(&fields.join(" ")).map_err(|e| format!("Cron '{text}' is not a valid cron expression: {e}"))
@@ -385,6 +389,13 @@ mod tests {
         let sundays = hook("FAIL", json!([window("* * * ? * 1", None, None)]));
         assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 29, 12, 0, 0), None, true).1, Decision::Met);
         assert_eq!(check(Some(&sundays), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 11, 29, 0, 0, 0)));
+        // `L` alone in day-of-week is Saturday; `6L` the month's last Friday; `2#1` its first Monday.
+        let saturdays = hook("FAIL", json!([window("* * * ? * L *", None, None)]));
+        assert_eq!(check(Some(&saturdays), &vars, at(2026, 11, 27, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 11, 28, 0, 0, 0)));
+        let last_friday = hook("FAIL", json!([window("* * * ? * 6L *", None, None)]));
+        assert_eq!(check(Some(&last_friday), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 12, 25, 0, 0, 0)));
+        let first_monday = hook("FAIL", json!([window("* * * ? * 2#1 *", None, None)]));
+        assert_eq!(check(Some(&first_monday), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 12, 7, 0, 0, 0)));
         // A year field: this window has passed for good.
         let gone = hook("FAIL", json!([window("* * * * * ? 2020", None, None)]));
         assert_eq!(unmet(check(Some(&gone), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1).why, "rule 'window': the deployment window given by Cron never opens");
