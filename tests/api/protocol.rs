@@ -107,3 +107,28 @@ async fn health_and_readiness_answer() {
         assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
     }
 }
+
+/// OverrideStageCondition's members are checked by the model before the
+/// handler: a missing conditionType, and ON_FAILURE (not an overridable
+/// condition type), are ValidationExceptions naming the member.
+#[tokio::test]
+async fn override_stage_condition_names_a_missing_or_unknown_condition_type() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let target = "CodePipeline_20150709.OverrideStageCondition";
+    let id = "4c1e7a52-0000-4000-8000-000000000000";
+    for (body, expected) in [
+        (format!(r#"{{"pipelineName": "p", "stageName": "s", "pipelineExecutionId": "{id}"}}"#), "Value null at 'conditionType'"),
+        (
+            format!(r#"{{"pipelineName": "p", "stageName": "s", "pipelineExecutionId": "{id}", "conditionType": "ON_FAILURE"}}"#),
+            "Value 'ON_FAILURE' at 'conditionType'",
+        ),
+        (format!(r#"{{"pipelineName": "p", "stageName": "s", "pipelineExecutionId": "not-an-id", "conditionType": "ON_SUCCESS"}}"#), "at 'pipelineExecutionId'"),
+    ] {
+        let headers = signed_headers(server.addr, &account, target, body.as_bytes(), Utc::now());
+        let r = raw_post(server.addr, &headers, body.as_bytes()).await;
+        assert_eq!((r.status, r.json()["__type"].as_str()), (400, Some("ValidationException")), "{body}");
+        let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains(expected), "{message}");
+    }
+}
