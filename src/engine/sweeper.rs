@@ -1,6 +1,7 @@
 //! Background work with deadlines: jobs dispatched but never acknowledged go
 //! back to the queue, jobs or approvals past their timeout fail their
-//! action, and stage conditions in progress are evaluated again when due. Safe with several replicas: batches are picked with SKIP LOCKED,
+//! action, and stage conditions in progress are evaluated again when due.
+//! Safe with several replicas: batches are picked with SKIP LOCKED,
 //! every change is a compare-and-set, and each timeout is applied in its own
 //! transaction under the pipeline's lock, so two sweepers never apply one
 //! twice.
@@ -72,7 +73,7 @@ async fn check_again(app: &App, account_id: &str, pipeline: &str, execution_id: 
     if due.is_none_or(|d| d > now) {
         return Ok(());
     }
-    let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations, secrets: &app.secrets };
+    let scope = scope(app, account_id, pipeline, locked.generation);
     super::advance(&mut tx, scope, vec![execution_id]).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok(())
@@ -90,7 +91,7 @@ async fn time_out(
     let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
     };
-    let scope = Scope { account_id, region: &app.config.region, pipeline, generation: locked.generation, declarations: &app.declarations, secrets: &app.secrets };
+    let scope = scope(app, account_id, pipeline, locked.generation);
     let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
     let ended = match job_id {
         Some(job_id) => match jobs::end_job(&mut tx, account_id, job_id, None, "TimedOut", &update).await? {
@@ -104,4 +105,9 @@ async fn time_out(
     ended.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The engine's scope for a pipeline whose lock the sweeper holds.
+fn scope<'a>(app: &'a App, account_id: &'a str, pipeline: &'a str, generation: Uuid) -> Scope<'a> {
+    Scope { account_id, region: &app.config.region, pipeline, generation, declarations: &app.declarations, secrets: &app.secrets }
 }

@@ -147,7 +147,7 @@ pub async fn settle(conn: &mut PgConnection, account_id: &str, settled: &[(Uuid,
 
 /// Ends every rule of the execution still in progress (of one stage hook
 /// when given) with `status` (Abandoned: stopped; Overridden) and
-/// `summary`; answers how many.
+/// `summary`.
 pub async fn close_open(
     conn: &mut PgConnection,
     account_id: &str,
@@ -156,8 +156,8 @@ pub async fn close_open(
     hook: Option<(&str, &str)>,
     status: &str,
     summary: Option<&str>,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
         "update rule_execution set status = $6, summary = coalesce($7, summary), updated_at = now() \
          where account_id = $1 and pipeline_name = $2 and execution_id = $3 and status = 'InProgress' \
             and ($4::text is null or (stage_name = $4 and condition_type = $5))",
@@ -171,5 +171,5 @@ pub async fn close_open(
     .bind(summary)
     .execute(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(())
 }
