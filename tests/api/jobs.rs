@@ -193,7 +193,9 @@ async fn two_servers_on_one_database_share_the_work_without_double_claims() {
 #[tokio::test]
 async fn a_job_never_acknowledged_is_redelivered_with_a_new_nonce() {
     let mut config = Config::for_tests();
-    config.job_ack_timeout = Duration::from_millis(500);
+    // Long enough that the redelivered job is not taken back again before
+    // the second worker acknowledges it on a loaded machine.
+    config.job_ack_timeout = Duration::from_secs(2);
     config.sweep_interval = Duration::from_millis(50);
     let server = TestServer::start_with(config).await;
     let account = server.account("a").await;
@@ -204,7 +206,7 @@ async fn a_job_never_acknowledged_is_redelivered_with_a_new_nonce() {
     assert!(client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs().is_empty());
     // The first worker disappears; after the ack timeout the job comes back.
     let mut again = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let out = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
         if let Some(j) = out.jobs().first() {

@@ -430,7 +430,9 @@ async fn an_operator_issues_and_revokes_client_pairs_with_the_admin_command() {
 #[tokio::test]
 async fn a_partner_job_never_acknowledged_comes_back_with_a_new_nonce() {
     let mut config = millrace::config::Config::for_tests();
-    config.job_ack_timeout = std::time::Duration::from_millis(500);
+    // Long enough that the redelivered job is not taken back again before
+    // the second worker acknowledges it on a loaded machine.
+    config.job_ack_timeout = std::time::Duration::from_secs(2);
     config.sweep_interval = std::time::Duration::from_millis(50);
     let server = TestServer::start_with(config).await;
     let account = server.account("a").await;
@@ -443,7 +445,7 @@ async fn a_partner_job_never_acknowledged_comes_back_with_a_new_nonce() {
 
     // The worker disappears; after the ack timeout a poll hands the job out again.
     let mut again = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let out = client.poll_for_third_party_jobs().action_type_id(source_type()).send().await.unwrap();
         if let Some(j) = out.jobs().first() {
