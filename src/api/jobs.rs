@@ -18,7 +18,6 @@ use crate::api::executions::parse_timestamp;
 use crate::crypto::SEALED_PREFIX;
 use crate::engine;
 use crate::pipeline::ActionTypeId;
-use crate::pipeline::action_types::ActionType;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::executions::ActionUpdate;
 use crate::store::jobs::{self, EndUnlessLast, JobEnd, JobRow};
@@ -42,18 +41,18 @@ fn type_not_found(id: &ActionTypeId) -> ApiError {
     ApiError::new(ErrorCode::ActionTypeNotFoundException, format!("{id} was not found or has been deleted"))
 }
 
-/// The value jobs must have for a poll with `query_param` of type `t`.
-fn query_value(t: &ActionType, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
-    let id = &t.id;
-    match (t.queryable_property(), query_param.len()) {
+/// The value jobs must have for a poll with `query_param` of type `id`,
+/// whose queryable property is `queryable` (None: it has none).
+fn query_value(id: &ActionTypeId, queryable: Option<&str>, query_param: &BTreeMap<String, String>) -> Result<Option<String>, ApiError> {
+    match (queryable, query_param.len()) {
         (None, 0) => Ok(None),
         (None, _) => Err(ApiError::validation(format!("{id} has no queryable property, so queryParam must be empty"))),
-        (Some(p), 1) => query_param
-            .get(&p.name)
+        (Some(name), 1) => query_param
+            .get(name)
             .cloned()
             .map(Some)
-            .ok_or_else(|| ApiError::validation(format!("queryParam must name the queryable property '{}' of {id}", p.name))),
-        (Some(p), _) => Err(ApiError::validation(format!("queryParam must hold exactly the queryable property '{}' of {id}", p.name))),
+            .ok_or_else(|| ApiError::validation(format!("queryParam must name the queryable property '{name}' of {id}"))),
+        (Some(name), _) => Err(ApiError::validation(format!("queryParam must hold exactly the queryable property '{name}' of {id}"))),
     }
 }
 
@@ -81,15 +80,16 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     if input.query_param.len() > 1 {
         // Never valid: the type only decides which error.
         let row = pollable_type(&cx, id, "Custom").await?;
-        return Err(query_value(&row.definition.0, &input.query_param).expect_err("more than one queryParam never fits"));
+        let queryable = row.definition.0.queryable_property().map(|p| p.name.as_str());
+        return Err(query_value(id, queryable, &input.query_param).expect_err("more than one queryParam never fits"));
     }
     // One statement reads the type and claims if the queryParam fits it;
     // otherwise the type says what is wrong, and nothing was claimed.
     let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
     let mut conn = cx.pool().acquire().await?;
     let polled = jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1)).await?;
-    let t = polled.action_type.ok_or_else(|| type_not_found(id))?;
-    query_value(&t, &input.query_param)?;
+    let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
+    query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;
     let jobs = polled
         .jobs
         .into_iter()

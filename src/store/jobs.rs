@@ -10,7 +10,6 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::pipeline::ActionTypeId;
-use crate::pipeline::action_types::ActionType;
 use crate::store::executions::{ActionState, ActionUpdate, ExecutionRow, LockedPipeline};
 
 pub struct NewJob<'a> {
@@ -102,20 +101,19 @@ pub async fn claim(
     .await
 }
 
-/// What a poll for custom jobs found: the live action type (None when the
-/// account has no such type) and the jobs it claimed.
+/// What a poll for custom jobs found: the name of the live action type's
+/// queryable property ('' for none; None when the account has no such
+/// type) and the jobs it claimed.
 pub struct Poll {
-    pub action_type: Option<ActionType>,
+    pub queryable: Option<String>,
     pub jobs: Vec<ClaimedJob>,
 }
 
 /// The statement of [`poll`]: $1 account, $2–$5 action type id, $6 queryParam
 /// key, $7 its value, $8 maxBatchSize. Public for the benchmark's EXPLAIN.
 pub const POLL: &str = "with t as ( \
-            select definition, coalesce((select p->>'name' from jsonb_array_elements(definition->'actionConfigurationProperties') p \
-                                         where (p->>'queryable')::boolean limit 1), '') as queryable \
-            from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 \
-            and deleted_at is null), \
+            select queryable from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
+            and version = $5 and deleted_at is null), \
          picked as ( \
             select job_id from job \
             where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
@@ -125,7 +123,7 @@ pub const POLL: &str = "with t as ( \
             update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
             from picked where job.job_id = picked.job_id \
             returning job.seq, job.job_id, job.nonce, job.data) \
-         select (select definition from t), \
+         select (select queryable from t), \
                 coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data) order by seq) from claimed), '[]')";
 
 /// [`claim`] in the same statement as reading the action type. Jobs are
@@ -140,18 +138,18 @@ pub async fn poll(
     query_value: Option<&str>,
     limit: i64,
 ) -> Result<Poll, sqlx::Error> {
-    let (definition, jobs): (Option<sqlx::types::Json<ActionType>>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(POLL)
-    .bind(account_id)
-    .bind(&type_id.owner)
-    .bind(&type_id.category)
-    .bind(&type_id.provider)
-    .bind(&type_id.version)
-    .bind(query_key)
-    .bind(query_value)
-    .bind(limit)
-    .fetch_one(conn)
-    .await?;
-    Ok(Poll { action_type: definition.map(|d| d.0), jobs: jobs.0 })
+    let (queryable, jobs): (Option<String>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(POLL)
+        .bind(account_id)
+        .bind(&type_id.owner)
+        .bind(&type_id.category)
+        .bind(&type_id.provider)
+        .bind(&type_id.version)
+        .bind(query_key)
+        .bind(query_value)
+        .bind(limit)
+        .fetch_one(conn)
+        .await?;
+    Ok(Poll { queryable, jobs: jobs.0 })
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
