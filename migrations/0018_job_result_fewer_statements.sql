@@ -1,6 +1,6 @@
 -- millrace_end_job_unless_last (0012, 0016) in four statements where it
 -- ran ten: the job is read once (with whether it is alone), the locks are
--- taken as millrace_lock_job takes them, and one statement decides and
+-- taken as millrace_end_job takes them, and one statement decides and
 -- writes: it ends the job only when the result leaves the engine nothing to
 -- decide, and the action with it. Each PL/pgSQL statement pays executor
 -- start-up, and nine in ten results of a fan-out stage take this path
@@ -30,7 +30,7 @@ begin
         return query select 'last', null::text;
         return;
     end if;
-    -- The locks of millrace_lock_job, in its order.
+    -- The locks millrace_end_job takes (0020), in its order.
     perform 1 from pipeline p where p.account_id = p_account and p.name = j.pipeline_name for share;
     if not found then
         return query select 'not_found', null::text;

@@ -5,7 +5,8 @@
 //! the execution's row lock (a result of a PARALLEL execution), nothing
 //! more (a PARALLEL start: its execution is new) or [`lock_pipeline_engine`]
 //! (other modes). Always in that order, so lock waits never form a cycle.
-//! Results take their locks in `millrace_lock_job` (migration 0012).
+//! Results take their locks in `millrace_end_job` and
+//! `millrace_end_job_unless_last` (migrations 0020, 0018).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -33,7 +34,7 @@ pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str
 }
 
 /// [`lock_pipeline`] in share mode, for starting an execution (a worker's
-/// result takes it in `millrace_lock_job`), with the pipeline's disabled
+/// result takes it in `millrace_end_job`), with the pipeline's disabled
 /// transitions: they change only under the exclusive lock, so the engine
 /// need not read them again.
 pub async fn lock_pipeline_shared(

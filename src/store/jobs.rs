@@ -193,7 +193,7 @@ pub enum EndUnlessLast {
 
 /// [`end_job`] for a result that decides nothing about its execution (most
 /// results of a fan-out stage), as one statement that commits on its own
-/// (`millrace_end_job_unless_last`, migration 0012).
+/// (`millrace_end_job_unless_last`, migration 0018).
 pub async fn end_unless_last(
     conn: &mut PgConnection,
     account_id: &str,
@@ -256,7 +256,7 @@ struct EndedRow {
 
 /// Ends a job of `owner` (None: any) that is in progress with `job_status`
 /// and applies `u` to its action, in one round trip that also takes the
-/// locks a result needs (`millrace_end_job`, migration 0012). The caller's
+/// locks a result needs (`millrace_end_job`, migration 0020). The caller's
 /// transaction then runs the engine, and commits.
 pub async fn end_job(
     conn: &mut PgConnection,
