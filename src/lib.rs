@@ -37,11 +37,12 @@ pub struct App {
     /// Verified access keys; live only while [`Server::run`] listens for changes.
     pub keys: Arc<protocol::keys::KeyCache>,
     pub declarations: engine::Declarations,
+    pub alone_jobs: api::jobs::AloneJobs,
 }
 
 impl App {
     pub fn new(pool: PgPool, secrets: SecretBox, config: Config) -> App {
-        App { pool, secrets, config, keys: Default::default(), declarations: Default::default() }
+        App { pool, secrets, config, keys: Default::default(), declarations: Default::default(), alone_jobs: Default::default() }
     }
 }
 

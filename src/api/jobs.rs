@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Mutex;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -90,6 +91,9 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     let polled = jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1)).await?;
     let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
     query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;
+    for j in polled.jobs.iter().filter(|j| j.alone) {
+        cx.app.alone_jobs.insert(j.job_id);
+    }
     let jobs = polled
         .jobs
         .into_iter()
@@ -114,6 +118,39 @@ pub fn for_worker(cx: &Cx, mut data: Value) -> Result<Value, ApiError> {
             json!({"accessKeyId": c.access_key_id, "secretAccessKey": c.secret_access_key, "sessionToken": c.session_token});
     }
     Ok(data)
+}
+
+/// Jobs this server handed out that are alone in their runOrder group
+/// (`job.alone`): their result always moves the stage on, so it goes
+/// straight to the transaction instead of first running the one-statement
+/// result, which would only answer `last`. A hint, never the truth: the
+/// transaction is right for any job, so a result that reaches another
+/// replica, or comes after its hint was evicted, only takes one more
+/// statement.
+#[derive(Default)]
+pub struct AloneJobs(Mutex<(HashSet<Uuid>, VecDeque<Uuid>)>);
+
+impl AloneJobs {
+    /// Hints kept at most: the oldest go first.
+    const CAPACITY: usize = 65_536;
+
+    fn insert(&self, job: Uuid) {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (jobs, order) = &mut *guard;
+        if jobs.insert(job) {
+            order.push_back(job);
+        }
+        // `take` leaves its ids in `order`; they go here like any other.
+        while order.len() > Self::CAPACITY {
+            if let Some(old) = order.pop_front() {
+                jobs.remove(&old);
+            }
+        }
+    }
+
+    fn take(&self, job: Uuid) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0.remove(&job)
+    }
 }
 
 pub fn job_not_found(id: &str) -> ApiError {
@@ -215,6 +252,9 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 /// decide nothing about the execution: one statement that commits on its
 /// own. The stage's last one runs [`end_job`] and the engine.
 async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
+    if cx.app.alone_jobs.take(uuid) {
+        return Ok(end_job(cx, job_id, uuid, owner, job_status, update).await?.0.commit().await?);
+    }
     // Its own statement: the connection goes back before end_job takes one.
     let ended = jobs::end_unless_last(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await?;
     match ended {
@@ -343,4 +383,31 @@ pub async fn fail(cx: &Cx, job_id: &str, owner: &str, details: FailureDetails) -
 pub async fn put_job_failure_result(cx: Cx, input: PutJobFailureResultInput) -> Result<Empty, ApiError> {
     fail(&cx, &input.job_id, "Custom", input.failure_details).await?;
     Ok(Empty {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alone_hint_is_taken_once() {
+        let hints = AloneJobs::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        hints.insert(a);
+        assert!(hints.take(a));
+        assert!(!hints.take(a), "taken already");
+        assert!(!hints.take(b), "never given");
+    }
+
+    #[test]
+    fn alone_hints_keep_only_the_newest() {
+        let hints = AloneJobs::default();
+        let ids: Vec<Uuid> = (0..AloneJobs::CAPACITY + 10).map(|_| Uuid::new_v4()).collect();
+        for id in &ids {
+            hints.insert(*id);
+        }
+        let (jobs, order) = &*hints.0.lock().unwrap();
+        assert_eq!((jobs.len(), order.len()), (AloneJobs::CAPACITY, AloneJobs::CAPACITY));
+        assert!(!jobs.contains(&ids[9]) && jobs.contains(&ids[10]), "the oldest went first");
+    }
 }

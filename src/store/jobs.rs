@@ -69,6 +69,11 @@ pub struct ClaimedJob {
     pub job_id: Uuid,
     pub nonce: String,
     pub data: Value,
+    /// The only action of its runOrder group ([`NewJob::alone`]); only
+    /// PollForJobs reads it.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub alone: bool,
 }
 
 /// Claims up to `limit` queued jobs of one action type in a single
@@ -122,9 +127,10 @@ pub const POLL: &str = "with t as ( \
          claimed as ( \
             update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
             from picked where job.job_id = picked.job_id \
-            returning job.seq, job.job_id, job.nonce, job.data) \
+            returning job.seq, job.job_id, job.nonce, job.data, job.alone) \
          select (select queryable from t), \
-                coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data) order by seq) from claimed), '[]')";
+                coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data, 'alone', alone) \
+                                           order by seq) from claimed), '[]')";
 
 /// [`claim`] in the same statement as reading the action type. Jobs are
 /// claimed only if the type is live and `query_key` (the one queryParam

@@ -190,6 +190,43 @@ async fn two_servers_on_one_database_share_the_work_without_double_claims() {
     }
 }
 
+/// A job alone in its stage ends through the transaction at once on the
+/// server that handed it out (a hint it keeps); on another replica, or
+/// the second time, the result takes the usual way and means the same.
+#[tokio::test]
+async fn results_of_jobs_alone_in_their_stage_mean_the_same_on_every_replica() {
+    let one = TestServer::start().await;
+    let two = TestServer::start_full(one.database_url.clone(), one.master_key.clone(), Config::for_tests()).await;
+    let account = one.account("a").await;
+    let (c1, c2) = (one.client(&account), two.client(&account));
+    worker_pipeline(&c1, "p", false).await;
+    let ids = start_many(&c1, "p", 3).await;
+    let mut jobs = Vec::new();
+    while jobs.len() < 3 {
+        jobs.extend(c1.poll_for_jobs().action_type_id(worker_type()).max_batch_size(3).send().await.unwrap().jobs().to_vec());
+    }
+    for j in &jobs {
+        c1.acknowledge_job().job_id(j.id().unwrap()).nonce(j.nonce().unwrap()).send().await.unwrap();
+    }
+    let failure = FailureDetails::builder().r#type(FailureType::JobFailed).message("broke").build().unwrap();
+    c1.put_job_success_result().job_id(jobs[0].id().unwrap()).send().await.unwrap();
+    c1.put_job_failure_result().job_id(jobs[1].id().unwrap()).failure_details(failure).send().await.unwrap();
+    c2.put_job_success_result().job_id(jobs[2].id().unwrap()).send().await.unwrap();
+    for (client, j) in [(&c1, &jobs[0]), (&c2, &jobs[0]), (&c1, &jobs[2])] {
+        let err = client.put_job_success_result().job_id(j.id().unwrap()).send().await.unwrap_err();
+        assert_eq!(error_code(&err), "InvalidJobStateException", "a second result");
+    }
+    let mut statuses = Vec::new();
+    for j in &jobs {
+        let execution = j.data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap().to_owned();
+        assert!(ids.contains(&execution));
+        let e = c2.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&execution).send().await.unwrap();
+        statuses.push(e.pipeline_execution().unwrap().status().cloned().unwrap());
+    }
+    use PipelineExecutionStatus::{Failed, Succeeded};
+    assert_eq!(statuses, [Succeeded, Failed, Succeeded]);
+}
+
 #[tokio::test]
 async fn a_job_never_acknowledged_is_redelivered_with_a_new_nonce() {
     let mut config = Config::for_tests();
