@@ -38,7 +38,7 @@ pub struct PollForJobsOutput {
     jobs: Vec<Value>,
 }
 
-fn type_not_found(id: &ActionTypeId) -> ApiError {
+pub fn type_not_found(id: &ActionTypeId) -> ApiError {
     ApiError::new(ErrorCode::ActionTypeNotFoundException, format!("{id} was not found or has been deleted"))
 }
 
@@ -57,17 +57,13 @@ fn query_value(id: &ActionTypeId, queryable: Option<&str>, query_param: &BTreeMa
     }
 }
 
-fn wrong_owner(id: &ActionTypeId, owner: &str) -> ApiError {
+pub fn wrong_owner(id: &ActionTypeId, owner: &str) -> ApiError {
     ApiError::validation(format!("Jobs of {id} cannot be polled here: only action types owned by {owner} have jobs for this call"))
 }
 
-/// The live type of this account with the given owner whose jobs a poll
-/// asks for: ValidationException for another owner,
-/// ActionTypeNotFoundException for an unknown or deleted type.
-pub async fn pollable_type(cx: &Cx, id: &ActionTypeId, owner: &str) -> Result<ActionTypeRow, ApiError> {
-    if id.owner != owner {
-        return Err(wrong_owner(id, owner));
-    }
+/// The account's live type `id`: ActionTypeNotFoundException for an
+/// unknown or deleted type.
+async fn live_type(cx: &Cx, id: &ActionTypeId) -> Result<ActionTypeRow, ApiError> {
     let mut conn = cx.pool().acquire().await?;
     type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))
 }
@@ -80,7 +76,7 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     }
     if input.query_param.len() > 1 {
         // Never valid: the type only decides which error.
-        let row = pollable_type(&cx, id, "Custom").await?;
+        let row = live_type(&cx, id).await?;
         let queryable = row.definition.0.queryable_property().map(|p| p.name.as_str());
         return Err(query_value(id, queryable, &input.query_param).expect_err("more than one queryParam never fits"));
     }

@@ -38,21 +38,22 @@ pub async fn poll_for_third_party_jobs(cx: Cx, input: PollForThirdPartyJobsInput
     if id.owner == OWNER && action_types::find_builtin(id).is_some() {
         return Err(ApiError::validation(format!("{id} is built in and run by this server, not by job workers")));
     }
-    jobs::pollable_type(&cx, id, OWNER).await?;
+    if id.owner != OWNER {
+        return Err(jobs::wrong_owner(id, OWNER));
+    }
     let mut conn = cx.pool().acquire().await?;
-    // Checked before claiming: a job handed out with no client to act on it
-    // would only wait for the ack timeout.
-    let client_id = clients::newest_client(&mut conn, &cx.account_id).await?.ok_or_else(|| {
+    let polled = job_store::poll_third_party(&mut conn, &cx.account_id, id, input.max_batch_size.unwrap_or(1)).await?;
+    if !polled.type_live {
+        return Err(jobs::type_not_found(id));
+    }
+    let client_id = polled.client_id.ok_or_else(|| {
         ApiError::validation(format!(
             "Account {} has no third-party client: an operator must issue a clientId/clientToken pair with \
              `millrace admin create-third-party-client --account-id {}` before partner jobs can be polled",
             cx.account_id, cx.account_id
         ))
     })?;
-    // Like PollForJobs: one claiming statement, fresh nonces, Dispatched. A
-    // partner poll has no queryParam, so jobs of every query value qualify.
-    let claimed = job_store::claim(&mut conn, &cx.account_id, id, None, input.max_batch_size.unwrap_or(1)).await?;
-    let jobs: Vec<Value> = claimed.into_iter().map(|j| json!({"clientId": client_id, "jobId": j.job_id})).collect();
+    let jobs: Vec<Value> = polled.jobs.into_iter().map(|j| json!({"clientId": client_id, "jobId": j})).collect();
     Ok(json!({"jobs": jobs}))
 }
 

@@ -64,46 +64,13 @@ pub fn bind_new<'q>(
         .bind(jobs.iter().map(|j| j.alone).collect::<Vec<_>>())
 }
 
-#[derive(Debug, sqlx::FromRow, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 pub struct ClaimedJob {
     pub job_id: Uuid,
     pub nonce: String,
     pub data: Value,
-    /// The only action of its runOrder group ([`NewJob::alone`]); only
-    /// PollForJobs reads it.
-    #[serde(default)]
-    #[sqlx(default)]
+    /// The only action of its runOrder group ([`NewJob::alone`]).
     pub alone: bool,
-}
-
-/// Claims up to `limit` queued jobs of one action type in a single
-/// statement: rows locked by a concurrent claim are skipped, not waited for.
-pub async fn claim(
-    conn: &mut PgConnection,
-    account_id: &str,
-    type_id: &ActionTypeId,
-    query_value: Option<&str>,
-    limit: i64,
-) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-    sqlx::query_as(
-        "with picked as ( \
-            select job_id from job \
-            where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
-              and ($6::text is null or query_value = $6) \
-            order by seq limit $7 for update skip locked) \
-         update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
-         from picked where job.job_id = picked.job_id \
-         returning job.job_id, job.nonce, job.data",
-    )
-    .bind(account_id)
-    .bind(&type_id.owner)
-    .bind(&type_id.category)
-    .bind(&type_id.provider)
-    .bind(&type_id.version)
-    .bind(query_value)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
 }
 
 /// What a poll for custom jobs found: the name of the live action type's
@@ -156,6 +123,55 @@ pub async fn poll(
         .fetch_one(conn)
         .await?;
     Ok(Poll { queryable, jobs: jobs.0 })
+}
+
+/// What a poll for partner jobs found.
+pub struct ThirdPartyPoll {
+    /// The account has this action type, not deleted.
+    pub type_live: bool,
+    /// The client the jobs are for: the account's newest (an operator
+    /// rotating credentials creates the new pair, then deletes the old).
+    pub client_id: Option<Uuid>,
+    pub jobs: Vec<Uuid>,
+}
+
+/// [`poll`] for a ThirdParty type: one statement reads the type and the
+/// account's newest client and claims only when both exist (a job handed
+/// out with no client to act on it would only wait for the ack timeout).
+/// A partner poll has no queryParam: jobs of every query value qualify.
+pub async fn poll_third_party(
+    conn: &mut PgConnection,
+    account_id: &str,
+    type_id: &ActionTypeId,
+    limit: i64,
+) -> Result<ThirdPartyPoll, sqlx::Error> {
+    let (type_live, client_id, jobs): (bool, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(
+        "with t as ( \
+            select 1 from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
+            and version = $5 and deleted_at is null), \
+         c as ( \
+            select client_id from third_party_client where account_id = $1 order by created_at desc, client_id limit 1), \
+         picked as ( \
+            select job_id from job \
+            where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+              and exists (select 1 from t) and exists (select 1 from c) \
+            order by seq limit $6 for update skip locked), \
+         claimed as ( \
+            update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
+            from picked where job.job_id = picked.job_id \
+            returning job.seq, job.job_id) \
+         select exists (select 1 from t), (select client_id from c), \
+                coalesce((select array_agg(job_id order by seq) from claimed), '{}')",
+    )
+    .bind(account_id)
+    .bind(&type_id.owner)
+    .bind(&type_id.category)
+    .bind(&type_id.provider)
+    .bind(&type_id.version)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?;
+    Ok(ThirdPartyPoll { type_live, client_id, jobs })
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

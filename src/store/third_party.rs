@@ -105,18 +105,6 @@ pub async fn list_clients(conn: &mut PgConnection, account_id: Option<&str>) -> 
     .await
 }
 
-/// The client a poll names for the account's jobs: its newest one, so that
-/// an operator rotating credentials creates the new pair, then deletes the old.
-pub async fn newest_client(conn: &mut PgConnection, account_id: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    let row: Option<(Uuid,)> = sqlx::query_as(
-        "select client_id from third_party_client where account_id = $1 order by created_at desc, client_id limit 1",
-    )
-    .bind(account_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.0))
-}
-
 /// The stored hash of one of the account's clients.
 pub async fn token_hash(conn: &mut PgConnection, account_id: &str, client_id: Uuid) -> Result<Option<String>, sqlx::Error> {
     let row: Option<(String,)> =
