@@ -99,7 +99,9 @@ pub const POLL: &str = "with t as ( \
                 coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data, 'alone', alone) \
                                            order by seq) from claimed), '[]')";
 
-/// [`claim`] in the same statement as reading the action type. Jobs are
+/// Claims up to `limit` queued jobs of one action type in a single
+/// statement (rows locked by a concurrent claim are skipped, not waited
+/// for), the same statement that reads the action type. Jobs are
 /// claimed only if the type is live and `query_key` (the one queryParam
 /// key, None for none) is its queryable property (None when it has none):
 /// the caller then only explains, from the type, why nothing was claimed.
