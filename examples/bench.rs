@@ -1,12 +1,12 @@
 //! Job-lifecycle benchmark: W workers doing PollForJobs → AcknowledgeJob →
-//! PutJobSuccessResult through the real HTTP API (official SDK, SigV4)
-//! against the real server, while a feeder keeps the queue full with
+//! PutJobSuccessResult through the real HTTP API (SigV4; the official SDK,
+//! or with `--client lean` the SDK's signer alone) against the real server, while a feeder keeps the queue full with
 //! StartPipelineExecution calls. See `benches/README.md`.
 //!
 //! ```text
 //! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]
 //!     [--pipelines 64] [--actions 1] [--backoff-ms 0] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty]
-//!     [--database-url URL] [--data-dir DIR] [--keep] [--log]
+//!     [--client sdk|lean] [--database-url URL] [--data-dir DIR] [--keep] [--log]
 //! ```
 //!
 //! Without `--database-url` (or `DATABASE_URL`), the embedded cluster under
@@ -78,6 +78,17 @@ struct Args {
     /// Log the server's requests.
     #[arg(long)]
     log: bool,
+    /// Who makes the workers' and feeders' calls: the official SDK, or a lean
+    /// client (the SDK's own SigV4 signer over pooled HTTP/1.1, JSON by hand)
+    /// that leaves more of the shared cores to the server and PostgreSQL.
+    #[arg(long, value_enum, default_value_t = ClientKind::Sdk)]
+    client: ClientKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClientKind {
+    Sdk,
+    Lean,
 }
 
 fn secs(s: &str) -> std::result::Result<Duration, std::num::ParseIntError> {
@@ -110,6 +121,126 @@ fn client(endpoint: &str, key: &accounts::IssuedKey) -> Client {
         .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
         .build();
     Client::from_conf(conf)
+}
+
+/// The calls the workers and feeders make, through either client.
+#[derive(Clone)]
+enum Api {
+    Sdk(Client),
+    Lean(Arc<Lean>),
+}
+
+impl Api {
+    /// Claims up to `batch` jobs: their ids and nonces.
+    async fn poll(&self, batch: i32) -> anyhow::Result<Vec<(String, String)>> {
+        match self {
+            Api::Sdk(c) => {
+                let out = c.poll_for_jobs().action_type_id(worker_type()).max_batch_size(batch).send().await.map_err(debug)?;
+                Ok(out.jobs().iter().map(|j| (j.id().unwrap_or_default().to_owned(), j.nonce().unwrap_or_default().to_owned())).collect())
+            }
+            Api::Lean(c) => {
+                let input = serde_json::json!({
+                    "actionTypeId": {"category": "Build", "owner": "Custom", "provider": "BenchWorker", "version": "1"},
+                    "maxBatchSize": batch,
+                });
+                let out = c.call("PollForJobs", input).await?;
+                let jobs = out["jobs"].as_array().context("PollForJobs answered no jobs array")?;
+                Ok(jobs.iter().map(|j| (text(&j["id"]), text(&j["nonce"]))).collect())
+            }
+        }
+    }
+
+    async fn acknowledge(&self, id: &str, nonce: &str) -> anyhow::Result<()> {
+        match self {
+            Api::Sdk(c) => c.acknowledge_job().job_id(id).nonce(nonce).send().await.map(drop).map_err(debug),
+            Api::Lean(c) => c.call("AcknowledgeJob", serde_json::json!({"jobId": id, "nonce": nonce})).await.map(drop),
+        }
+    }
+
+    async fn succeed(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Api::Sdk(c) => c.put_job_success_result().job_id(id).send().await.map(drop).map_err(debug),
+            Api::Lean(c) => c.call("PutJobSuccessResult", serde_json::json!({"jobId": id})).await.map(drop),
+        }
+    }
+
+    /// Starts an execution whose source action takes `revision` at once.
+    async fn start(&self, pipeline: &str, revision: String) -> anyhow::Result<()> {
+        match self {
+            Api::Sdk(c) => {
+                let revision = SourceRevisionOverride::builder()
+                    .action_name("Checkout")
+                    .revision_type(SourceRevisionType::CommitId)
+                    .revision_value(revision)
+                    .build()?;
+                c.start_pipeline_execution().name(pipeline).source_revisions(revision).send().await.map(drop).map_err(debug)
+            }
+            Api::Lean(c) => {
+                let input = serde_json::json!({
+                    "name": pipeline,
+                    "sourceRevisions": [{"actionName": "Checkout", "revisionType": "COMMIT_ID", "revisionValue": revision}],
+                });
+                c.call("StartPipelineExecution", input).await.map(drop)
+            }
+        }
+    }
+}
+
+fn debug(e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow::anyhow!("{e:?}")
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+/// A lean AWS JSON 1.1 client: what a load generator needs and no more.
+struct Lean {
+    http: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<axum::body::Bytes>>,
+    endpoint: String,
+    host: String,
+    credentials: Credentials,
+}
+
+impl Lean {
+    fn new(endpoint: &str, key: &accounts::IssuedKey) -> anyhow::Result<Lean> {
+        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let host = endpoint.strip_prefix("http://").context("the endpoint is not http://")?.to_owned();
+        let credentials = Credentials::new(&key.access_key_id, &key.secret_access_key, None, None, "bench");
+        Ok(Lean { http, endpoint: format!("http://{host}/"), host, credentials })
+    }
+
+    async fn call(&self, operation: &str, input: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+        use http_body_util::BodyExt;
+
+        let body = serde_json::to_vec(&input)?;
+        let mut request = http::Request::post(&self.endpoint)
+            .header("host", &self.host)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("CodePipeline_20150709.{operation}"))
+            .body(())?;
+        let identity = self.credentials.clone().into();
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(REGION)
+            .name("codepipeline")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+        let headers = request.headers().iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap_or_default()));
+        let signable = SignableRequest::new("POST", self.endpoint.as_str(), headers, SignableBody::Bytes(&body))?;
+        let (instructions, _) = sign(signable, &params)?.into_parts();
+        instructions.apply_to_request_http1x(&mut request);
+        let response = self.http.request(request.map(|()| http_body_util::Full::new(body.into()))).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("{operation}: HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
 }
 
 /// Latencies of one call type, in microseconds.
@@ -159,18 +290,18 @@ fn note_error(shared: &Shared, what: &str, e: impl std::fmt::Debug) {
     }
 }
 
-async fn worker(client: Client, shared: Arc<Shared>, batch: i32, backoff: Duration) -> WorkerStats {
+async fn worker(api: Api, shared: Arc<Shared>, batch: i32, backoff: Duration) -> WorkerStats {
     let mut s = WorkerStats::default();
     while !shared.stop.load(Ordering::Relaxed) {
         let t = Instant::now();
-        let out = match client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(batch).send().await {
-            Ok(o) => o,
+        let jobs = match api.poll(batch).await {
+            Ok(jobs) => jobs,
             Err(e) => {
                 note_error(&shared, "PollForJobs", e);
                 continue;
             }
         };
-        if out.jobs().is_empty() {
+        if jobs.is_empty() {
             s.empty_poll.add(t.elapsed());
             if !backoff.is_zero() {
                 tokio::time::sleep(backoff).await;
@@ -178,17 +309,16 @@ async fn worker(client: Client, shared: Arc<Shared>, batch: i32, backoff: Durati
             continue;
         }
         s.poll.add(t.elapsed());
-        shared.queued.fetch_sub(out.jobs().len() as i64, Ordering::Relaxed);
-        for job in out.jobs() {
-            let (id, nonce) = (job.id().unwrap_or_default(), job.nonce().unwrap_or_default());
+        shared.queued.fetch_sub(jobs.len() as i64, Ordering::Relaxed);
+        for (id, nonce) in &jobs {
             let t = Instant::now();
-            if let Err(e) = client.acknowledge_job().job_id(id).nonce(nonce).send().await {
+            if let Err(e) = api.acknowledge(id, nonce).await {
                 note_error(&shared, "AcknowledgeJob", e);
                 continue;
             }
             s.ack.add(t.elapsed());
             let t = Instant::now();
-            if let Err(e) = client.put_job_success_result().job_id(id).send().await {
+            if let Err(e) = api.succeed(id).await {
                 note_error(&shared, "PutJobSuccessResult", e);
                 continue;
             }
@@ -201,7 +331,7 @@ async fn worker(client: Client, shared: Arc<Shared>, batch: i32, backoff: Durati
 
 /// Keeps at least `low` jobs queued by starting executions (one Work job each),
 /// spread round-robin over the pipelines.
-async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>, actions: usize, me: usize) -> Samples {
+async fn feeder(api: Api, shared: Arc<Shared>, pipelines: Arc<Vec<String>>, actions: usize, me: usize) -> Samples {
     let mut samples = Samples::default();
     let mut n = me;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -210,16 +340,11 @@ async fn feeder(client: Client, shared: Arc<Shared>, pipelines: Arc<Vec<String>>
             continue;
         }
         let pipeline = &pipelines[n % pipelines.len()];
-        let revision = SourceRevisionOverride::builder()
-            .action_name("Checkout")
-            .revision_type(SourceRevisionType::CommitId)
-            .revision_value(format!("rev-{me}-{n}"))
-            .build()
-            .unwrap();
+        let revision = format!("rev-{me}-{n}");
         n += 1;
         let t = Instant::now();
-        match client.start_pipeline_execution().name(pipeline).source_revisions(revision).send().await {
-            Ok(_) => {
+        match api.start(pipeline, revision).await {
+            Ok(()) => {
                 samples.add(t.elapsed());
                 shared.queued.fetch_add(actions as i64, Ordering::Relaxed);
                 shared.started.fetch_add(1, Ordering::Relaxed);
@@ -360,7 +485,7 @@ async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) 
 const SERVER_THREADS: &str = "bench-server";
 
 /// CPU seconds used so far: by the server's threads, by the rest of this
-/// process (the SDK clients), and by each `postgres` process on the machine
+/// process (the clients), and by each `postgres` process on the machine
 /// (including children it has reaped, such as autovacuum workers), by pid.
 #[derive(Clone, Default)]
 struct Cpu {
@@ -506,6 +631,10 @@ async fn main() -> anyhow::Result<()> {
         seed_finished(&pool, &key.account_id, &names[0], args.seed_finished).await?;
     }
 
+    let api = match args.client {
+        ClientKind::Sdk => Api::Sdk(client.clone()),
+        ClientKind::Lean => Api::Lean(Arc::new(Lean::new(&endpoint, &key)?)),
+    };
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         queued: AtomicI64::new(0),
@@ -520,7 +649,7 @@ async fn main() -> anyhow::Result<()> {
     let mut feeders = Vec::new();
     if !args.empty {
         for i in 0..args.feeders {
-            feeders.push(tokio::spawn(feeder(client.clone(), shared.clone(), names.clone(), args.actions as usize, i as usize)));
+            feeders.push(tokio::spawn(feeder(api.clone(), shared.clone(), names.clone(), args.actions as usize, i as usize)));
         }
         // Fill the queue before the clock starts.
         let fill = Instant::now();
@@ -542,7 +671,7 @@ async fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     println!("database: {}", pg_settings(&pool).await?);
     println!(
-        "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} \
+        "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} client={:?} \
          server pool=32 connections, sweeper every {}ms, client and server in one process on two tokio runtimes ({} threads each)",
         args.workers,
         args.batch,
@@ -555,6 +684,7 @@ async fn main() -> anyhow::Result<()> {
         args.prefill,
         args.seed_finished,
         args.empty,
+        args.client,
         sweep.as_millis(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );
@@ -563,7 +693,7 @@ async fn main() -> anyhow::Result<()> {
         && sqlx::query("select pg_stat_statements_reset()").execute(&pool).await.is_ok();
     let started_at = Instant::now();
     let cpu_at_start = Cpu::now();
-    let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(client.clone(), shared.clone(), args.batch, args.backoff))).collect();
+    let workers: Vec<_> = (0..args.workers).map(|_| tokio::spawn(worker(api.clone(), shared.clone(), args.batch, args.backoff))).collect();
     let mut windows = Vec::new();
     let (mut last_done, mut last_started) = (0u64, 0u64);
     let window = Duration::from_secs(10).min(args.duration);
