@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]
 //!     [--pipelines 64] [--actions 1] [--backoff-ms 0] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty]
-//!     [--client sdk|lean] [--database-url URL] [--data-dir DIR] [--keep] [--log]
+//!     [--client sdk|lean] [--async-claim-commit] [--database-url URL] [--data-dir DIR] [--keep] [--log]
 //! ```
 //!
 //! Without `--database-url` (or `DATABASE_URL`), the embedded cluster under
@@ -83,6 +83,9 @@ struct Args {
     /// that leaves more of the shared cores to the server and PostgreSQL.
     #[arg(long, value_enum, default_value_t = ClientKind::Sdk)]
     client: ClientKind,
+    /// The server's `--async-claim-commit`: claims do not wait for the WAL flush.
+    #[arg(long)]
+    async_claim_commit: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -440,7 +443,7 @@ async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::R
     let mut tx = pool.begin().await?;
     sqlx::raw_sql(&format!("prepare bench_claim as {}", millrace::store::jobs::POLL)).execute(&mut *tx).await?;
     let account: u64 = account_id.parse().context("account ids are digits")?;
-    let explain = format!("explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit})");
+    let explain = format!("explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit}, false)");
     let rows = sqlx::raw_sql(&explain).fetch_all(&mut *tx).await?;
     tx.rollback().await?;
     rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Into::into)).collect::<anyhow::Result<Vec<_>>>().map(|l| l.join("\n"))
@@ -587,7 +590,8 @@ async fn main() -> anyhow::Result<()> {
         let mut conn = pool.acquire().await?;
         accounts::create_account(&mut conn, &secrets, "bench", None).await?
     };
-    let app = App::new(pool.clone(), secrets, Config::for_tests());
+    let config = Config { async_claim_commit: args.async_claim_commit, ..Config::for_tests() };
+    let app = App::new(pool.clone(), secrets, config);
     let sweep = app.config.sweep_interval;
     // The server runs on its own runtime and threads, as it would in its
     // own process, so its CPU time can be measured apart from the clients'.
@@ -671,7 +675,7 @@ async fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     println!("database: {}", pg_settings(&pool).await?);
     println!(
-        "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} client={:?} \
+        "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} client={:?} async-claim-commit={} \
          server pool=32 connections, sweeper every {}ms, client and server in one process on two tokio runtimes ({} threads each)",
         args.workers,
         args.batch,
@@ -685,6 +689,7 @@ async fn main() -> anyhow::Result<()> {
         args.seed_finished,
         args.empty,
         args.client,
+        args.async_claim_commit,
         sweep.as_millis(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );

@@ -102,6 +102,13 @@ pub struct ServeArgs {
     /// An acknowledged custom job running longer than this times out and fails its action.
     #[arg(long, env = "MILLRACE_JOB_TIMEOUT_SECS", default_value_t = 24 * 3600)]
     pub job_timeout_secs: u64,
+    /// Commit job claims (PollForJobs, PollForThirdPartyJobs) without waiting
+    /// for the WAL flush. Faster polls; the cost: if PostgreSQL itself
+    /// crashes, claims of its last moments are undone, those jobs are handed
+    /// out again and their first workers' acknowledgements are refused
+    /// (InvalidNonceException). Every other change stays durable.
+    #[arg(long, env = "MILLRACE_ASYNC_CLAIM_COMMIT")]
+    pub async_claim_commit: bool,
     /// Credentials handed to job workers as `artifactCredentials`, for the
     /// S3-compatible store that holds artifacts (e.g. MinIO). Unset: none are issued.
     #[arg(long, env = "MILLRACE_ARTIFACT_ACCESS_KEY_ID")]
@@ -212,6 +219,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub job_ack_timeout: Duration,
     pub job_timeout: Duration,
+    /// Job claims commit without waiting for the WAL flush (`--async-claim-commit`).
+    pub async_claim_commit: bool,
     pub sweep_interval: Duration,
     pub artifact_credentials: Option<ArtifactCredentials>,
     /// Peers whose X-Forwarded-For names the webhook sender's address.
@@ -232,6 +241,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             job_ack_timeout: Duration::from_secs(60),
             job_timeout: Duration::from_secs(24 * 3600),
+            async_claim_commit: false,
             sweep_interval: Duration::from_millis(200),
             artifact_credentials: None,
             trusted_proxies: Vec::new(),
@@ -304,6 +314,7 @@ impl ServeArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             job_ack_timeout: Duration::from_secs(self.job_ack_timeout_secs),
             job_timeout: Duration::from_secs(self.job_timeout_secs),
+            async_claim_commit: self.async_claim_commit,
             sweep_interval: Duration::from_millis(self.sweep_interval_ms.max(10)),
             artifact_credentials: match (&self.artifact_access_key_id, &self.artifact_secret_access_key) {
                 (Some(id), Some(secret)) => Some(ArtifactCredentials {

@@ -82,9 +82,11 @@ pub struct Poll {
 }
 
 /// The statement of [`poll`]: $1 account, $2–$5 action type id, $6 queryParam
-/// key, $7 its value, $8 maxBatchSize. Public for the benchmark's EXPLAIN.
+/// key, $7 its value, $8 maxBatchSize, $9 commit without waiting for the WAL
+/// flush. Public for the benchmark's EXPLAIN.
 pub const POLL: &str = "with t as ( \
-            select queryable from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
+            select queryable, case when $9 then set_config('synchronous_commit', 'off', true) end \
+            from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          picked as ( \
             select job_id from job \
@@ -105,14 +107,19 @@ pub const POLL: &str = "with t as ( \
 /// claimed only if the type is live and `query_key` (the one queryParam
 /// key, None for none) is its queryable property (None when it has none):
 /// the caller then only explains, from the type, why nothing was claimed.
+/// With `async_commit` (`--async-claim-commit`) the claim commits without
+/// waiting for the WAL flush: `set_config(…, true)` lasts until the end of
+/// the statement's own transaction, so nothing else on the connection is
+/// affected.
 pub async fn poll(
     conn: &mut PgConnection,
     account_id: &str,
     type_id: &ActionTypeId,
-    query_key: Option<&str>,
-    query_value: Option<&str>,
+    query: (Option<&str>, Option<&str>),
     limit: i64,
+    async_commit: bool,
 ) -> Result<Poll, sqlx::Error> {
+    let (query_key, query_value) = query;
     let (queryable, jobs): (Option<String>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(POLL)
         .bind(account_id)
         .bind(&type_id.owner)
@@ -122,6 +129,7 @@ pub async fn poll(
         .bind(query_key)
         .bind(query_value)
         .bind(limit)
+        .bind(async_commit)
         .fetch_one(conn)
         .await?;
     Ok(Poll { queryable, jobs: jobs.0 })
@@ -146,10 +154,12 @@ pub async fn poll_third_party(
     account_id: &str,
     type_id: &ActionTypeId,
     limit: i64,
+    async_commit: bool,
 ) -> Result<ThirdPartyPoll, sqlx::Error> {
     let (type_live, client_id, jobs): (bool, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(
         "with t as ( \
-            select 1 from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
+            select case when $7 then set_config('synchronous_commit', 'off', true) end \
+            from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          c as ( \
             select client_id from third_party_client where account_id = $1 order by created_at desc, client_id limit 1), \
@@ -171,6 +181,7 @@ pub async fn poll_third_party(
     .bind(&type_id.provider)
     .bind(&type_id.version)
     .bind(limit)
+    .bind(async_commit)
     .fetch_one(conn)
     .await?;
     Ok(ThirdPartyPoll { type_live, client_id, jobs })

@@ -227,6 +227,48 @@ async fn results_of_jobs_alone_in_their_stage_mean_the_same_on_every_replica() {
     assert_eq!(statuses, [Succeeded, Failed, Succeeded]);
 }
 
+/// `--async-claim-commit`: the claim's own transaction skips the WAL flush,
+/// nothing after it on the same connection does, and the job runs to the end.
+#[tokio::test]
+async fn an_asynchronous_claim_commit_ends_with_the_claim() {
+    let server = TestServer::start_with(Config { async_claim_commit: true, ..Config::for_tests() }).await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    worker_pipeline(&client, "p", false).await;
+    let ids = start_many(&client, "p", 2).await;
+    let worker = millrace::pipeline::ActionTypeId {
+        category: "Build".into(),
+        owner: "Custom".into(),
+        provider: "Worker".into(),
+        version: "1".into(),
+    };
+    let setting = "select current_setting('synchronous_commit')";
+    let mut conn = server.pool.acquire().await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let polled = millrace::store::jobs::poll(&mut tx, &account.account_id, &worker, (None, None), 1, true).await.unwrap();
+    assert_eq!(polled.jobs.len(), 1, "the claim ran");
+    let (inside,): (String,) = sqlx::query_as(setting).fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(inside, "off", "the claim's transaction does not wait for the flush");
+    tx.rollback().await.unwrap();
+    let (after,): (String,) = sqlx::query_as(setting).fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(after, "on", "the next transaction on the connection waits again");
+    drop(conn);
+
+    // Through the API, both executions' jobs run to the end.
+    let mut done = 0;
+    while done < 2 {
+        for j in client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(2).send().await.unwrap().jobs() {
+            client.acknowledge_job().job_id(j.id().unwrap()).nonce(j.nonce().unwrap()).send().await.unwrap();
+            client.put_job_success_result().job_id(j.id().unwrap()).send().await.unwrap();
+            done += 1;
+        }
+    }
+    for id in &ids {
+        let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(id).send().await.unwrap();
+        assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded));
+    }
+}
+
 #[tokio::test]
 async fn a_job_never_acknowledged_is_redelivered_with_a_new_nonce() {
     let mut config = Config::for_tests();
