@@ -4,11 +4,15 @@
 //! Safe with several replicas: batches are picked with SKIP LOCKED,
 //! every change is a compare-and-set, and each timeout is applied in its own
 //! transaction under the pipeline's lock, so two sweepers never apply one
-//! twice.
+//! twice. A deadline that cannot be applied (the engine fails on it) is
+//! tried again later, ever less often, and left out of the batches
+//! meanwhile, so that no number of such deadlines holds up the others.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -20,8 +24,9 @@ use crate::store::jobs::{self, JobEnd};
 const BATCH: i64 = 100;
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let mut failing = Failing::new(app.config.sweep_interval);
     loop {
-        if let Err(e) = tick(&app).await {
+        if let Err(e) = tick(&app, &mut failing).await {
             tracing::warn!(error = %format!("{e:#}"), "sweeper pass failed");
         }
         tokio::select! {
@@ -32,7 +37,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 }
 
 /// One pass over everything that is overdue now.
-pub async fn tick(app: &App) -> anyhow::Result<()> {
+async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
     let now = Utc::now();
     let ack_deadline = now - chrono::Duration::from_std(app.config.job_ack_timeout)?;
     let mut conn = app.pool.acquire().await?;
@@ -41,24 +46,63 @@ pub async fn tick(app: &App) -> anyhow::Result<()> {
         tracing::info!(requeued, "requeued jobs that were never acknowledged");
     }
     // One pipeline the engine cannot advance must not hold up the others:
-    // each item fails on its own, and is tried again at the next pass.
-    for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH).await? {
+    // each item fails on its own, and waits before it is tried again.
+    for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH, &failing.waiting(now)).await? {
         let done = time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await;
-        warn_unless_done(done, &account_id, &pipeline, "job timeout");
+        failing.note(job_id, done, now, &account_id, &pipeline, "job timeout");
     }
-    for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH).await? {
+    for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH, &failing.waiting(now)).await? {
         let done = time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await;
-        warn_unless_done(done, &account_id, &pipeline, "approval timeout");
+        failing.note(action_execution_id, done, now, &account_id, &pipeline, "approval timeout");
     }
-    for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH).await? {
-        warn_unless_done(check_again(app, &account_id, &pipeline, execution_id, now).await, &account_id, &pipeline, "stage condition");
+    for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH, &failing.waiting(now)).await? {
+        let done = check_again(app, &account_id, &pipeline, execution_id, now).await;
+        failing.note(execution_id, done, now, &account_id, &pipeline, "stage condition");
     }
     Ok(())
 }
 
-fn warn_unless_done(done: anyhow::Result<()>, account_id: &str, pipeline: &str, what: &str) {
-    if let Err(e) = done {
-        tracing::warn!(%account_id, %pipeline, what, error = %format!("{e:#}"), "sweeper could not apply a deadline");
+/// The deadlines (job, action or execution ids) this sweeper could not
+/// apply, each with when to try it again: the sweep interval, doubled at
+/// every failure up to [`Failing::LONGEST`]. Replicas keep their own.
+struct Failing {
+    first: Duration,
+    items: HashMap<Uuid, (u32, DateTime<Utc>)>,
+}
+
+impl Failing {
+    const LONGEST: Duration = Duration::from_secs(300);
+    /// Beyond this many, the oldest is forgotten (tried at the next pass).
+    const MOST: usize = 10_000;
+
+    fn new(first: Duration) -> Failing {
+        Failing { first, items: HashMap::new() }
+    }
+
+    /// The ids whose next try is still to come: left out of this pass.
+    fn waiting(&self, now: DateTime<Utc>) -> Vec<Uuid> {
+        self.items.iter().filter(|(_, (_, retry_at))| *retry_at > now).map(|(id, _)| *id).collect()
+    }
+
+    fn note(&mut self, id: Uuid, done: anyhow::Result<()>, now: DateTime<Utc>, account_id: &str, pipeline: &str, what: &str) {
+        let Err(e) = done else {
+            self.items.remove(&id);
+            return;
+        };
+        let failures = self.items.get(&id).map_or(1, |(n, _)| n + 1);
+        let wait = self.first.saturating_mul(1 << failures.min(20)).min(Self::LONGEST);
+        let retry_at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        if self.items.len() >= Self::MOST
+            && !self.items.contains_key(&id)
+            && let Some(oldest) = self.items.iter().min_by_key(|(_, (_, at))| *at).map(|(id, _)| *id)
+        {
+            self.items.remove(&oldest);
+        }
+        self.items.insert(id, (failures, retry_at));
+        tracing::warn!(
+            %account_id, %pipeline, what, %id, failures, retry_in_secs = wait.as_secs_f64(), error = %format!("{e:#}"),
+            "sweeper could not apply a deadline"
+        );
     }
 }
 
@@ -110,4 +154,33 @@ async fn time_out(
 /// The engine's scope for a pipeline whose lock the sweeper holds.
 fn scope<'a>(app: &'a App, account_id: &'a str, pipeline: &'a str, generation: Uuid) -> Scope<'a> {
     Scope { account_id, region: &app.config.region, pipeline, generation, declarations: &app.declarations, secrets: &app.secrets }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(failing: &mut Failing, id: Uuid, now: DateTime<Utc>) {
+        failing.note(id, Err(anyhow::anyhow!("broken")), now, "a", "p", "test");
+    }
+
+    #[test]
+    fn a_failing_deadline_waits_ever_longer_and_is_forgotten_once_applied() {
+        let mut failing = Failing::new(Duration::from_secs(1));
+        let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = Utc::now();
+        fail(&mut failing, id, now);
+        assert_eq!(failing.waiting(now), vec![id]);
+        assert_eq!(failing.waiting(now + chrono::Duration::seconds(2)), Vec::<Uuid>::new(), "2 s after one failure");
+        fail(&mut failing, id, now);
+        assert_eq!(failing.waiting(now + chrono::Duration::seconds(3)), vec![id], "4 s after two");
+        for _ in 0..30 {
+            fail(&mut failing, id, now);
+        }
+        assert_eq!(failing.waiting(now + chrono::Duration::seconds(299)), vec![id]);
+        assert_eq!(failing.waiting(now + chrono::Duration::seconds(301)), Vec::<Uuid>::new(), "at most five minutes");
+        failing.note(other, Ok(()), now, "a", "p", "test");
+        failing.note(id, Ok(()), now, "a", "p", "test");
+        assert!(failing.items.is_empty());
+    }
 }

@@ -312,14 +312,16 @@ pub async fn set_check(
     .await
 }
 
-/// Executions whose stage condition is due for another evaluation.
-pub async fn due_checks(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
+/// Executions whose stage condition is due for another evaluation, but
+/// for those in `skip`.
+pub async fn due_checks(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64, skip: &[Uuid]) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "select account_id, pipeline_name, execution_id from pipeline_execution \
-         where check_due <= $1 order by check_due limit $2",
+         where check_due <= $1 and execution_id <> all($3) order by check_due limit $2",
     )
     .bind(now)
     .bind(limit)
+    .bind(skip)
     .fetch_all(conn)
     .await
 }
@@ -771,15 +773,21 @@ pub async fn clear_stop(conn: &mut PgConnection, account_id: &str, pipeline: &st
     Ok(())
 }
 
-/// In-progress actions with a deadline (approvals) past it:
-/// (account, pipeline, action execution).
-pub async fn overdue_actions(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
+/// In-progress actions with a deadline (approvals) past it, but for those
+/// in `skip`: (account, pipeline, action execution).
+pub async fn overdue_actions(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+    skip: &[Uuid],
+) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "select account_id, pipeline_name, action_execution_id from action_execution \
-         where status = 'InProgress' and timeout_at < $1 order by timeout_at limit $2",
+         where status = 'InProgress' and timeout_at < $1 and action_execution_id <> all($3) order by timeout_at limit $2",
     )
     .bind(now)
     .bind(limit)
+    .bind(skip)
     .fetch_all(conn)
     .await
 }

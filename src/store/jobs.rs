@@ -394,14 +394,21 @@ pub async fn requeue_unacknowledged(conn: &mut PgConnection, older_than: DateTim
     Ok(done.rows_affected())
 }
 
-/// In-progress jobs past their timeout: (account, pipeline, job, action execution).
-pub async fn overdue(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String, Uuid, Uuid)>, sqlx::Error> {
+/// In-progress jobs past their timeout, but for those in `skip`:
+/// (account, pipeline, job, action execution).
+pub async fn overdue(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+    skip: &[Uuid],
+) -> Result<Vec<(String, String, Uuid, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "select account_id, pipeline_name, job_id, action_execution_id from job \
-         where status = 'InProgress' and timeout_at < $1 order by timeout_at limit $2",
+         where status = 'InProgress' and timeout_at < $1 and job_id <> all($3) order by timeout_at limit $2",
     )
     .bind(now)
     .bind(limit)
+    .bind(skip)
     .fetch_all(conn)
     .await
 }
