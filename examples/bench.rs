@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]
 //!     [--pipelines 64] [--actions 1] [--backoff-ms 0] [--feeders 8] [--seed-finished 0] [--prefill 0] [--empty]
-//!     [--client sdk|lean] [--async-claim-commit] [--database-url URL] [--data-dir DIR] [--keep] [--log]
+//!     [--client sdk|lean] [--async-claim-commit] [--db-max-connections 16] [--database-url URL] [--data-dir DIR] [--keep] [--log]
 //! ```
 //!
 //! Without `--database-url` (or `DATABASE_URL`), the embedded cluster under
@@ -86,6 +86,9 @@ struct Args {
     /// The server's `--async-claim-commit`: claims do not wait for the WAL flush.
     #[arg(long)]
     async_claim_commit: bool,
+    /// The server's `--db-max-connections`.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..))]
+    db_max_connections: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -584,7 +587,7 @@ async fn main() -> anyhow::Result<()> {
         millrace::telemetry::init();
     }
     let db = database(&args).await?;
-    let pool = millrace::store::connect(&db.url, 32).await?;
+    let pool = millrace::store::connect(&db.url, args.db_max_connections).await?;
     let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64())?;
     let key = {
         let mut conn = pool.acquire().await?;
@@ -676,7 +679,7 @@ async fn main() -> anyhow::Result<()> {
     println!("database: {}", pg_settings(&pool).await?);
     println!(
         "settings: workers={} maxBatchSize={} empty-poll backoff={}ms duration={}s pipelines={} (V2 PARALLEL) actions per execution={} feeders={} queue target>={} prefill={} seed_finished={} empty={} client={:?} async-claim-commit={} \
-         server pool=32 connections, sweeper every {}ms, client and server in one process on two tokio runtimes ({} threads each)",
+         server pool={} connections, sweeper every {}ms, client and server in one process on two tokio runtimes ({} threads each)",
         args.workers,
         args.batch,
         args.backoff.as_millis(),
@@ -690,6 +693,7 @@ async fn main() -> anyhow::Result<()> {
         args.empty,
         args.client,
         args.async_claim_commit,
+        args.db_max_connections,
         sweep.as_millis(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     );

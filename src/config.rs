@@ -5,7 +5,7 @@
 //! | `--listen` | `MILLRACE_LISTEN` | `127.0.0.1:8080` |
 //! | `--database-url` | `DATABASE_URL` | none: run the embedded cluster |
 //! | `--data-dir` | `MILLRACE_DATA_DIR` | `./millrace-data` |
-//! | `--db-max-connections` | `MILLRACE_DB_MAX_CONNECTIONS` | 32 |
+//! | `--db-max-connections` | `MILLRACE_DB_MAX_CONNECTIONS` | 16 |
 //! | `--master-key` | `MILLRACE_MASTER_KEY` | `<data-dir>/master.key`, created on first start |
 //! | `--region` | `MILLRACE_REGION` | `us-east-1` |
 //! | `--public-url` | `MILLRACE_PUBLIC_URL` | `http://<bound listen address>` |
@@ -59,8 +59,10 @@ pub struct StorageArgs {
     /// Directory for the embedded cluster and the generated master key.
     #[arg(long, env = "MILLRACE_DATA_DIR", default_value = "./millrace-data")]
     pub data_dir: PathBuf,
-    /// Most connections this process opens to PostgreSQL.
-    #[arg(long, env = "MILLRACE_DB_MAX_CONNECTIONS", default_value_t = 32)]
+    /// Most connections this process opens to PostgreSQL. More is not faster:
+    /// beyond a few per PostgreSQL core, backends contend with each other
+    /// (benches/README.md, session 7).
+    #[arg(long, env = "MILLRACE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// Base64 of 32 bytes that encrypts stored secret keys. Replicas sharing a database must share it.
     #[arg(long, env = "MILLRACE_MASTER_KEY", hide_env_values = true)]
