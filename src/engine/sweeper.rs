@@ -79,8 +79,12 @@ impl Failing {
         Failing { first, items: HashMap::new() }
     }
 
-    /// The ids whose next try is still to come: left out of this pass.
-    fn waiting(&self, now: DateTime<Utc>) -> Vec<Uuid> {
+    /// The ids whose next try is still to come: left out of this pass. An
+    /// id long past its try that was never noted again was settled
+    /// elsewhere (a result, another replica) and is forgotten.
+    fn waiting(&mut self, now: DateTime<Utc>) -> Vec<Uuid> {
+        let settled = now - chrono::Duration::from_std(Self::LONGEST).unwrap_or(chrono::Duration::MAX);
+        self.items.retain(|_, (_, retry_at)| *retry_at > settled);
         self.items.iter().filter(|(_, (_, retry_at))| *retry_at > now).map(|(id, _)| *id).collect()
     }
 
@@ -90,7 +94,7 @@ impl Failing {
             return;
         };
         let failures = self.items.get(&id).map_or(1, |(n, _)| n + 1);
-        let wait = self.first.saturating_mul(1 << failures.min(20)).min(Self::LONGEST);
+        let wait = self.first.saturating_mul(1 << (failures - 1).min(20)).min(Self::LONGEST);
         let retry_at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
         if self.items.len() >= Self::MOST
             && !self.items.contains_key(&id)
@@ -166,21 +170,29 @@ mod tests {
 
     #[test]
     fn a_failing_deadline_waits_ever_longer_and_is_forgotten_once_applied() {
+        let secs = |n: f64| chrono::Duration::milliseconds((n * 1000.0) as i64);
         let mut failing = Failing::new(Duration::from_secs(1));
         let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
         let now = Utc::now();
         fail(&mut failing, id, now);
         assert_eq!(failing.waiting(now), vec![id]);
-        assert_eq!(failing.waiting(now + chrono::Duration::seconds(2)), Vec::<Uuid>::new(), "2 s after one failure");
+        assert_eq!(failing.waiting(now + secs(1.5)), Vec::<Uuid>::new(), "1 s after one failure");
         fail(&mut failing, id, now);
-        assert_eq!(failing.waiting(now + chrono::Duration::seconds(3)), vec![id], "4 s after two");
+        assert_eq!(failing.waiting(now + secs(1.5)), vec![id], "2 s after two");
+        assert_eq!(failing.waiting(now + secs(2.5)), Vec::<Uuid>::new());
         for _ in 0..30 {
             fail(&mut failing, id, now);
         }
-        assert_eq!(failing.waiting(now + chrono::Duration::seconds(299)), vec![id]);
-        assert_eq!(failing.waiting(now + chrono::Duration::seconds(301)), Vec::<Uuid>::new(), "at most five minutes");
+        assert_eq!(failing.waiting(now + secs(299.0)), vec![id]);
+        assert_eq!(failing.waiting(now + secs(301.0)), Vec::<Uuid>::new(), "at most five minutes");
         failing.note(other, Ok(()), now, "a", "p", "test");
         failing.note(id, Ok(()), now, "a", "p", "test");
-        assert!(failing.items.is_empty());
+        assert!(failing.items.is_empty(), "applied at last");
+
+        fail(&mut failing, other, now);
+        failing.waiting(now + secs(300.0));
+        assert_eq!(failing.items.len(), 1, "due, and tried again at the next pass");
+        failing.waiting(now + secs(302.0));
+        assert!(failing.items.is_empty(), "never seen again: settled elsewhere");
     }
 }
