@@ -1,7 +1,7 @@
 //! Job-lifecycle benchmark: W workers doing PollForJobs → AcknowledgeJob →
 //! PutJobSuccessResult through the real HTTP API (SigV4; the official SDK,
-//! or with `--client lean` the SDK's signer alone) against the real server, while a feeder keeps the queue full with
-//! StartPipelineExecution calls. See `benches/README.md`.
+//! or with `--client lean` the SDK's signer alone) against the real server,
+//! while a feeder keeps the queue full with StartPipelineExecution calls. See `benches/README.md`.
 //!
 //! ```text
 //! cargo run --release --example bench -- [--workers 16] [--batch 1] [--duration-secs 60]

@@ -84,7 +84,7 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     // otherwise the type says what is wrong, and nothing was claimed.
     let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
     let mut conn = cx.pool().acquire().await?;
-    let polled = jobs::poll(&mut conn, &cx.account_id, id, (key, value), input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit)
+    let polled = jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit)
         .await?;
     let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
     query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;

@@ -46,16 +46,18 @@ async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
         tracing::info!(requeued, "requeued jobs that were never acknowledged");
     }
     // One pipeline the engine cannot advance must not hold up the others:
-    // each item fails on its own, and waits before it is tried again.
-    for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH, &failing.waiting(now)).await? {
+    // each item fails on its own, and waits before it is tried again. Job,
+    // action and execution ids never collide, so one list serves all three.
+    let skip = failing.waiting(now);
+    for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH, &skip).await? {
         let done = time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await;
         failing.note(job_id, done, now, &account_id, &pipeline, "job timeout");
     }
-    for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH, &failing.waiting(now)).await? {
+    for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH, &skip).await? {
         let done = time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await;
         failing.note(action_execution_id, done, now, &account_id, &pipeline, "approval timeout");
     }
-    for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH, &failing.waiting(now)).await? {
+    for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH, &skip).await? {
         let done = check_again(app, &account_id, &pipeline, execution_id, now).await;
         failing.note(execution_id, done, now, &account_id, &pipeline, "stage condition");
     }

@@ -115,11 +115,11 @@ pub async fn poll(
     conn: &mut PgConnection,
     account_id: &str,
     type_id: &ActionTypeId,
-    query: (Option<&str>, Option<&str>),
+    query_key: Option<&str>,
+    query_value: Option<&str>,
     limit: i64,
     async_commit: bool,
 ) -> Result<Poll, sqlx::Error> {
-    let (query_key, query_value) = query;
     let (queryable, jobs): (Option<String>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(POLL)
         .bind(account_id)
         .bind(&type_id.owner)
