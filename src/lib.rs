@@ -38,11 +38,15 @@ pub struct App {
     pub keys: Arc<protocol::keys::KeyCache>,
     pub declarations: engine::Declarations,
     pub alone_jobs: api::jobs::AloneJobs,
+    pub settling: api::jobs::Settling,
 }
 
 impl App {
     pub fn new(pool: PgPool, secrets: SecretBox, config: Config) -> App {
-        App { pool, secrets, config, keys: Default::default(), declarations: Default::default(), alone_jobs: Default::default() }
+        App { pool, secrets, config, keys: Default::default(), declarations: Default::default(),
+            alone_jobs: Default::default(),
+            settling: Default::default(),
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use crate::crypto::SEALED_PREFIX;
 use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
-use crate::store::executions::ActionUpdate;
-use crate::store::jobs::{self, EndUnlessLast, JobEnd, JobRow};
+use crate::store::executions::{self as store, ActionUpdate};
+use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
@@ -150,6 +150,35 @@ impl AloneJobs {
     }
 }
 
+/// The stages this server is moving on after a result ([`settle`]), so
+/// that results of one stage ending at once do it once, not each in turn
+/// (each would wait for the execution's lock, to find nothing to do). A
+/// result that finds its stage here may leave it: the other found the
+/// stage with nothing in progress, so after this result's commit, and its
+/// engine reads what this result wrote. Replicas keep their own.
+#[derive(Default)]
+pub struct Settling(Mutex<HashSet<(Uuid, String)>>);
+
+impl Settling {
+    /// None when the stage is being moved on already.
+    fn enter(&self, execution_id: Uuid, stage: &str) -> Option<SettlingGuard<'_>> {
+        let key = (execution_id, stage.to_owned());
+        let fresh = self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone());
+        fresh.then_some(SettlingGuard { settling: self, key })
+    }
+}
+
+struct SettlingGuard<'a> {
+    settling: &'a Settling,
+    key: (Uuid, String),
+}
+
+impl Drop for SettlingGuard<'_> {
+    fn drop(&mut self) {
+        self.settling.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+    }
+}
+
 pub fn job_not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::JobNotFoundException, format!("Job '{id}' was not found"))
 }
@@ -246,20 +275,49 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 }
 
 /// Ends a job of `owner` with its action. Most results of a fan-out stage
-/// decide nothing about the execution: one statement that commits on its
-/// own. The stage's last one runs [`end_job`] and the engine.
+/// decide nothing about the execution: they take no lock, commit, and then
+/// ask whether anything of their stage is still in progress; whoever finds
+/// nothing lets the engine decide ([`settle`]). A job alone in its runOrder
+/// group always leaves the engine something to decide: [`end_job`], and
+/// the engine in the same transaction.
 async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
-    if cx.app.alone_jobs.take(uuid) {
-        return Ok(end_job(cx, job_id, uuid, owner, job_status, update).await?.0.commit().await?);
+    if !cx.app.alone_jobs.take(uuid) {
+        // Its own statement: the connection goes back before end_job takes one.
+        let ended = jobs::end_unlocked(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await?;
+        match ended {
+            EndUnlocked::NotFound => return Err(job_not_found(job_id)),
+            EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
+            EndUnlocked::Ended(None) => return Ok(()),
+            EndUnlocked::Ended(Some(stage)) => return settle(cx, stage).await,
+            EndUnlocked::Alone => {}
+        }
     }
-    // Its own statement: the connection goes back before end_job takes one.
-    let ended = jobs::end_unless_last(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await?;
-    match ended {
-        EndUnlessLast::NotFound => Err(job_not_found(job_id)),
-        EndUnlessLast::NotInProgress(status) => Err(invalid_state(job_id, &status)),
-        EndUnlessLast::Ended => Ok(()),
-        EndUnlessLast::Last => Ok(end_job(cx, job_id, uuid, owner, job_status, update).await?.0.commit().await?),
+    Ok(end_job(cx, job_id, uuid, owner, job_status, update).await?.0.commit().await?)
+}
+
+/// After a result ended an action of `stage` and committed: if nothing of
+/// the stage is still in progress, the engine moves the execution on. The
+/// result stands whatever happens here, so a failure is logged, not
+/// answered, and the sweeper moves the stage on later (`stranded`). The
+/// work runs as its own task so that a worker hanging up cannot cut it off.
+async fn settle(cx: &Cx, stage: EndedIn) -> Result<(), ApiError> {
+    let (app, account_id) = (cx.app.clone(), cx.account_id.clone());
+    let task = tokio::spawn(async move {
+        let EndedIn { pipeline_name, execution_id, stage_name } = stage;
+        let idle = store::stage_idle(&mut *app.pool.acquire().await?, &account_id, &pipeline_name, execution_id, &stage_name).await?;
+        if let Some(mode) = idle
+            && let Some(_settling) = app.settling.enter(execution_id, &stage_name)
+        {
+            engine::settle(&app, &account_id, &pipeline_name, execution_id, &mode).await?;
+        }
+        Ok::<_, ApiError>(())
+    });
+    match task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the engine could not move an execution on after a result; the sweeper will"),
+        Err(e) => tracing::warn!(error = %e, "the engine's task after a result ended abnormally; the sweeper will move the execution on"),
     }
+    Ok(())
 }
 
 /// Ends a job of `owner` and applies `update` to its action; when that

@@ -47,14 +47,7 @@ impl Cx {
 
     /// The engine's view of a pipeline this call has locked.
     pub fn scope<'a>(&'a self, pipeline: &'a str, locked: LockedPipeline) -> crate::engine::Scope<'a> {
-        crate::engine::Scope {
-            account_id: &self.account_id,
-            region: self.region(),
-            pipeline,
-            generation: locked.generation,
-            declarations: &self.app.declarations,
-            secrets: &self.app.secrets,
-        }
+        crate::engine::app_scope(&self.app, &self.account_id, pipeline, locked.generation)
     }
 }
 

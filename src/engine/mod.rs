@@ -6,7 +6,10 @@
 //! dropped connection leaves nothing half-advanced. Workers' results and
 //! StartPipelineExecution hold the row in share mode instead, so they still
 //! exclude every other change, and serialise among themselves per execution
-//! (PARALLEL) or per pipeline (other modes): see [`store`].
+//! (PARALLEL) or per pipeline (other modes): see [`store`]. A result that
+//! ends one of several actions of a group writes its own rows without
+//! those locks and commits; the engine then runs in [`settle`] if nothing
+//! of the stage is left in progress.
 //!
 //! An execution is always at one stage (`stage_index`) in one phase:
 //! `Waiting` to enter it (held by a disabled transition, or in SUPERSEDED and
@@ -30,6 +33,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::App;
 use crate::crypto::{self, SEALED_PREFIX, SecretBox};
 use crate::pipeline::action_types::{self, ActionType};
 use crate::pipeline::{ActionDeclaration, ActionTypeId, PipelineDeclaration, StageDeclaration};
@@ -980,6 +984,30 @@ pub async fn complete_action(
 /// run, and nothing follows).
 pub async fn action_ended(conn: &mut PgConnection, scope: Scope<'_>, execution: ExecutionRow, stage: Vec<ActionState>) -> Result<(), ApiError> {
     run(conn, scope, VecDeque::from([Pending { id: execution.execution_id, row: Some(execution), stage: Some(stage) }])).await
+}
+
+/// Advances one execution in a transaction of its own, under the locks a
+/// worker's result takes: after a result that took none
+/// (`jobs::end_unlocked`) found its stage with nothing left in progress,
+/// and for the sweeper's stranded stages. Harmless when someone else has
+/// already moved it: the engine then finds nothing to do.
+pub async fn settle(app: &App, account_id: &str, pipeline: &str, execution_id: Uuid, mode: &str) -> Result<(), ApiError> {
+    let mut tx = app.pool.begin().await?;
+    let Some((locked, disabled)) = store::lock_pipeline_shared(&mut tx, account_id, pipeline).await? else { return Ok(()) };
+    if mode == "PARALLEL" {
+        store::lock_execution(&mut tx, account_id, pipeline, execution_id).await?;
+    } else {
+        store::lock_pipeline_engine(&mut tx, account_id, pipeline).await?;
+    }
+    let seen = Seen { disabled: Some(disabled), ..Default::default() };
+    run_with(&mut tx, app_scope(app, account_id, pipeline, locked.generation), VecDeque::from([Pending::id(execution_id)]), seen).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The engine's scope for a pipeline whose lock the caller holds.
+pub(crate) fn app_scope<'a>(app: &'a App, account_id: &'a str, pipeline: &'a str, generation: Uuid) -> Scope<'a> {
+    Scope { account_id, region: &app.config.region, pipeline, generation, declarations: &app.declarations, secrets: &app.secrets }
 }
 
 /// UpdatePipeline ends every running execution as `Cancelled`: they were

@@ -1,6 +1,7 @@
 //! Background work with deadlines: jobs dispatched but never acknowledged go
 //! back to the queue, jobs or approvals past their timeout fail their
-//! action, and stage conditions in progress are evaluated again when due.
+//! action, stage conditions in progress are evaluated again when due, and
+//! stages whose last result's server died before the engine ran are moved on.
 //! Safe with several replicas: batches are picked with SKIP LOCKED,
 //! every change is a compare-and-set, and each timeout is applied in its own
 //! transaction under the pipeline's lock, so two sweepers never apply one
@@ -16,12 +17,17 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::Scope;
 use crate::App;
 use crate::store::executions::{self as store, ActionUpdate};
 use crate::store::jobs::{self, JobEnd};
 
 const BATCH: i64 = 100;
+
+/// A running stage whose actions have all ended is moved on by the result
+/// that ended the last of them, after its commit (`engine::settle`); if that
+/// server died in between, the sweeper does it once the stage has been
+/// quiet for this many sweep intervals.
+const STRANDED_AFTER_SWEEPS: u32 = 10;
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut failing = Failing::new(app.config.sweep_interval);
@@ -60,6 +66,12 @@ async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
     for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH, &skip).await? {
         let done = check_again(app, &account_id, &pipeline, execution_id, now).await;
         failing.note(execution_id, done, now, &account_id, &pipeline, "stage condition");
+    }
+    let quiet_since = now - chrono::Duration::from_std(app.config.sweep_interval * STRANDED_AFTER_SWEEPS)?;
+    for (account_id, pipeline, execution_id, mode) in store::stranded(&mut conn, quiet_since, BATCH, &skip).await? {
+        tracing::info!(%account_id, %pipeline, %execution_id, "moving on a stage whose actions all ended");
+        let done = super::settle(app, &account_id, &pipeline, execution_id, &mode).await.map_err(|e| anyhow::anyhow!("{e}"));
+        failing.note(execution_id, done, now, &account_id, &pipeline, "stranded stage");
     }
     Ok(())
 }
@@ -123,7 +135,7 @@ async fn check_again(app: &App, account_id: &str, pipeline: &str, execution_id: 
     if due.is_none_or(|d| d > now) {
         return Ok(());
     }
-    let scope = scope(app, account_id, pipeline, locked.generation);
+    let scope = super::app_scope(app, account_id, pipeline, locked.generation);
     super::advance(&mut tx, scope, vec![execution_id]).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok(())
@@ -141,7 +153,7 @@ async fn time_out(
     let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
     };
-    let scope = scope(app, account_id, pipeline, locked.generation);
+    let scope = super::app_scope(app, account_id, pipeline, locked.generation);
     let update = ActionUpdate { status: Some("Failed"), error_code: Some("TimedOut"), error_message: Some(message), ..Default::default() };
     let ended = match job_id {
         Some(job_id) => match jobs::end_job(&mut tx, account_id, job_id, None, "TimedOut", &update).await? {
@@ -155,11 +167,6 @@ async fn time_out(
     ended.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The engine's scope for a pipeline whose lock the sweeper holds.
-fn scope<'a>(app: &'a App, account_id: &'a str, pipeline: &'a str, generation: Uuid) -> Scope<'a> {
-    Scope { account_id, region: &app.config.region, pipeline, generation, declarations: &app.declarations, secrets: &app.secrets }
 }
 
 #[cfg(test)]

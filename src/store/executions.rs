@@ -5,8 +5,10 @@
 //! the execution's row lock (a result of a PARALLEL execution), nothing
 //! more (a PARALLEL start: its execution is new) or [`lock_pipeline_engine`]
 //! (other modes). Always in that order, so lock waits never form a cycle.
-//! Results take their locks in `millrace_end_job` and
-//! `millrace_end_job_unless_last` (migrations 0020, 0018).
+//! A result takes its locks in `millrace_end_job` (migration 0020), or,
+//! when it ends one of several actions of a group, none: it writes only its
+//! job and action (`jobs::end_unlocked`), and [`stage_idle`] and
+//! `engine::settle` follow its commit.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -790,6 +792,71 @@ pub async fn overdue_actions(
     .bind(skip)
     .fetch_all(conn)
     .await
+}
+
+/// After a result that ended an action of `stage` committed: the
+/// execution's mode when none of the stage's current actions is still in
+/// progress (the engine has something to decide), None otherwise.
+pub async fn stage_idle(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+    stage: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let mode: Option<(String,)> = sqlx::query_as(
+        "select e.execution_mode from pipeline_execution e \
+         where e.account_id = $1 and e.pipeline_name = $2 and e.execution_id = $3 \
+           and not exists (select 1 from action_execution o where o.account_id = $1 and o.pipeline_name = $2 \
+                           and o.execution_id = $3 and o.stage_name = $4 and o.current and o.status = 'InProgress')",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(stage)
+    .fetch_optional(conn)
+    .await?;
+    Ok(mode.map(|m| m.0))
+}
+
+/// Running stages whose actions have all ended, with nothing heard from
+/// them since `quiet_since`, but for executions in `skip`: (account,
+/// pipeline, execution, mode). The engine would have moved them on, had the
+/// server that committed their last result lived to ask it.
+pub async fn stranded(
+    conn: &mut PgConnection,
+    quiet_since: DateTime<Utc>,
+    limit: i64,
+    skip: &[Uuid],
+) -> Result<Vec<(String, String, Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "select e.account_id, e.pipeline_name, e.execution_id, e.execution_mode from pipeline_execution e \
+         join stage_execution s on s.account_id = e.account_id and s.pipeline_name = e.pipeline_name \
+          and s.execution_id = e.execution_id and s.status in ('InProgress', 'Stopping') \
+         where e.status in ('InProgress', 'Stopping') and e.stage_phase = 'Running' and e.checking is null \
+           and e.updated_at < $1 and e.execution_id <> all($3) \
+           and not exists (select 1 from action_execution o where o.account_id = e.account_id and o.pipeline_name = e.pipeline_name \
+                           and o.execution_id = e.execution_id and o.stage_name = s.stage_name and o.current \
+                           and (o.status = 'InProgress' or o.updated_at >= $1)) \
+         limit $2",
+    )
+    .bind(quiet_since)
+    .bind(limit)
+    .bind(skip)
+    .fetch_all(conn)
+    .await
+}
+
+/// The row lock a result of a PARALLEL execution takes, after the
+/// pipeline's share lock (see the module's documentation).
+pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update")
+        .bind(account_id)
+        .bind(pipeline)
+        .bind(execution_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Abandons every in-progress action of an execution; returns their ids.

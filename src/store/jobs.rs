@@ -213,45 +213,98 @@ pub async fn get(conn: &mut PgConnection, account_id: &str, job_id: Uuid) -> Res
     .await
 }
 
-/// What [`end_unless_last`] did.
+/// What [`end_unlocked`] did.
 #[derive(Debug, PartialEq)]
-pub enum EndUnlessLast {
+pub enum EndUnlocked {
     NotFound,
     /// The job was not in progress (its status): nothing changed.
     NotInProgress(String),
-    /// The job and its action ended; nothing else follows from them.
-    Ended,
-    /// The action may be the last of its stage to end: nothing changed;
-    /// [`end_job`] and the engine must follow, in a transaction.
-    Last,
+    /// The job is alone in its runOrder group, so its result always leaves
+    /// the engine something to decide: nothing changed; [`end_job`] and the
+    /// engine must follow, in a transaction.
+    Alone,
+    /// The job ended, and its action with it when this is its stage (None:
+    /// the action was no longer in progress).
+    Ended(Option<EndedIn>),
 }
 
-/// [`end_job`] for a result that decides nothing about its execution (most
-/// results of a fan-out stage), as one statement that commits on its own
-/// (`millrace_end_job_unless_last`, migration 0018).
-pub async fn end_unless_last(
+/// The stage an action that just ended belongs to.
+#[derive(Debug, PartialEq)]
+pub struct EndedIn {
+    pub pipeline_name: String,
+    pub execution_id: Uuid,
+    pub stage_name: String,
+}
+
+/// Ends a job of `owner` and its action, taking no lock but the two rows'
+/// own, unless the job is alone in its runOrder group. Whether the stage
+/// can now move is for the caller to ask after this commits
+/// (`executions::stage_idle`): of results that end a stage's last actions
+/// at once, the one that commits last is sure to see the others, so one of
+/// them always asks; asked before the commit, each could see the other
+/// still running. Both updates are compare-and-sets on `InProgress`, as
+/// every engine write to a job or action is, so a stop or timeout that
+/// gets there first wins.
+pub async fn end_unlocked(
     conn: &mut PgConnection,
     account_id: &str,
     job_id: Uuid,
     owner: &str,
     job_status: &str,
     u: &ActionUpdate<'_>,
-) -> Result<EndUnlessLast, sqlx::Error> {
-    let (outcome, status): (String, Option<String>) = bind_update(
-        sqlx::query_as("select * from millrace_end_job_unless_last($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+) -> Result<EndUnlocked, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        mine: bool,
+        alone: bool,
+        ended: bool,
+        status: String,
+        pipeline_name: Option<String>,
+        execution_id: Option<Uuid>,
+        stage_name: Option<String>,
+    }
+    let row: Option<Row> = bind_update(
+        sqlx::query_as(
+            "with j as (select x.job_id, x.action_execution_id, x.owner = $3 as mine, x.alone, x.status from job x \
+                        where x.account_id = $1 and x.job_id = $2), \
+             done as (update job x set status = $4, updated_at = now() from j \
+                      where x.account_id = $1 and x.job_id = j.job_id and x.status = 'InProgress' and j.mine and not j.alone \
+                      returning x.action_execution_id), \
+             acted as (update action_execution a \
+                set status = coalesce($5, a.status), summary = coalesce($6, a.summary), \
+                    external_execution_id = coalesce($7, a.external_execution_id), \
+                    external_execution_url = coalesce(case when $7::text is not null then millrace_execution_url($1, $2, $7) end, \
+                                                      a.external_execution_url), \
+                    percent_complete = coalesce($8, a.percent_complete), error_code = coalesce($9, a.error_code), \
+                    error_message = coalesce($10, a.error_message), updated_by = coalesce($11, a.updated_by), \
+                    revision = coalesce($12, a.revision), output = a.output || coalesce($13, '{}'), updated_at = now() \
+                from done where a.account_id = $1 and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
+                returning a.pipeline_name, a.execution_id, a.stage_name) \
+             select j.mine, j.alone, exists (select 1 from done) as ended, j.status, \
+                    acted.pipeline_name, acted.execution_id, acted.stage_name \
+             from j left join acted on true",
+        ),
         account_id,
         job_id,
         Some(owner),
         job_status,
         u,
     )
-    .fetch_one(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(match outcome.as_str() {
-        "not_found" => EndUnlessLast::NotFound,
-        "not_in_progress" => EndUnlessLast::NotInProgress(status.unwrap_or_default()),
-        "ended" => EndUnlessLast::Ended,
-        _ => EndUnlessLast::Last,
+    Ok(match row {
+        None => EndUnlocked::NotFound,
+        Some(r) if !r.mine => EndUnlocked::NotFound,
+        Some(r) if r.alone => EndUnlocked::Alone,
+        Some(Row { ended: true, pipeline_name: Some(pipeline_name), execution_id: Some(execution_id), stage_name: Some(stage_name), .. }) => {
+            EndUnlocked::Ended(Some(EndedIn { pipeline_name, execution_id, stage_name }))
+        }
+        Some(r) if r.ended => EndUnlocked::Ended(None),
+        // The statement's snapshot may predate whoever ended the job.
+        Some(r) if r.status == "InProgress" => {
+            EndUnlocked::NotInProgress(get(conn, account_id, job_id).await?.map_or(r.status, |j| j.status))
+        }
+        Some(r) => EndUnlocked::NotInProgress(r.status),
     })
 }
 

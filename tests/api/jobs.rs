@@ -511,9 +511,11 @@ async fn fan_out_pipeline(client: &Client, name: &str, mode: ExecutionMode, widt
 
 /// Workers on two servers finish the jobs of executions whose stages fan
 /// out, all at once: every execution must get through every stage (results
-/// of one stage's actions race to be the last one out).
+/// of one stage's actions race to be the last one out). The sweeper, which
+/// would move on a stage whose last result left it behind, is off.
 async fn fan_out_under_concurrent_results(mode: ExecutionMode) {
-    let config = Config::for_tests();
+    let mut config = Config::for_tests();
+    config.sweep_interval = Duration::from_secs(3600);
     let one = TestServer::start_with(config.clone()).await;
     let two = TestServer::start_full(one.database_url.clone(), one.master_key.clone(), config).await;
     let account = one.account("a").await;
@@ -596,6 +598,36 @@ async fn queued_executions_fan_out_under_concurrent_results() {
 #[tokio::test]
 async fn superseded_executions_fan_out_under_concurrent_results() {
     fan_out_under_concurrent_results(ExecutionMode::Superseded).await;
+}
+
+/// A stage whose actions all ended, but whose last result's server died
+/// before the engine moved the execution on (here: both results written
+/// straight to the database), is moved on by the sweeper once quiet.
+#[tokio::test]
+async fn a_stage_left_behind_by_its_last_result_is_moved_on_by_the_sweeper() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue"), work_action("B", "blue")]), ("Final", vec![work_action("F", "blue")])]);
+    create_past_source(&client, p).await;
+    let work = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(10).send().await.unwrap();
+    assert_eq!(work.jobs().len(), 2);
+    for job in work.jobs() {
+        client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    }
+    sqlx::query("update job set status = 'Succeeded' where status = 'InProgress'").execute(&server.pool).await.unwrap();
+    sqlx::query("update action_execution set status = 'Succeeded' where stage_name = 'Work'").execute(&server.pool).await.unwrap();
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs().to_vec();
+        if !last.is_empty() {
+            break;
+        }
+    }
+    let action = last.first().map(|j| j.data().unwrap().pipeline_context().unwrap().action().unwrap().name().unwrap().to_owned());
+    assert_eq!(action.as_deref(), Some("F"), "the Final stage started");
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[1].latest_execution().unwrap().status(), &StageExecutionStatus::Succeeded);
 }
 
 /// The first result of a two-action stage decides nothing (one statement),
