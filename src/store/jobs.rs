@@ -81,16 +81,28 @@ pub struct Poll {
     pub jobs: Vec<ClaimedJob>,
 }
 
+/// The condition that finds a type's queued jobs through the claim's index
+/// (`job_queue`, migration 0022: its key is this hash of the five columns),
+/// for a statement whose $1–$5 are the account and the action type id.
+/// The five equalities that follow it in every statement are what decides.
+macro_rules! queue_of_type {
+    () => {
+        "hashtextextended(account_id || '/' || owner || '/' || category || '/' || provider || '/' || version, 0) \
+         = hashtextextended($1 || '/' || $2 || '/' || $3 || '/' || $4 || '/' || $5, 0) and"
+    };
+}
+
 /// The statement of [`poll`]: $1 account, $2–$5 action type id, $6 queryParam
 /// key, $7 its value, $8 maxBatchSize, $9 commit without waiting for the WAL
 /// flush. Public for the benchmark's EXPLAIN.
-pub const POLL: &str = "with t as ( \
+pub const POLL: &str = concat!(
+    "with t as ( \
             select queryable, case when $9 then set_config('synchronous_commit', 'off', true) end \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          picked as ( \
             select job_id from job \
-            where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+            where ", queue_of_type!(), " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
               and exists (select 1 from t where queryable = coalesce($6, '')) and ($7::text is null or query_value = $7) \
             order by seq limit $8 for update skip locked), \
          claimed as ( \
@@ -99,7 +111,8 @@ pub const POLL: &str = "with t as ( \
             returning job.seq, job.job_id, job.nonce, job.data, job.alone) \
          select (select queryable from t), \
                 coalesce((select jsonb_agg(jsonb_build_object('job_id', job_id, 'nonce', nonce, 'data', data, 'alone', alone) \
-                                           order by seq) from claimed), '[]')";
+                                           order by seq) from claimed), '[]')"
+);
 
 /// Claims up to `limit` queued jobs of one action type in a single
 /// statement (rows locked by a concurrent claim are skipped, not waited
@@ -156,7 +169,7 @@ pub async fn poll_third_party(
     limit: i64,
     async_commit: bool,
 ) -> Result<ThirdPartyPoll, sqlx::Error> {
-    let (type_live, client_id, jobs): (bool, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(
+    let (type_live, client_id, jobs): (bool, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(concat!(
         "with t as ( \
             select case when $7 then set_config('synchronous_commit', 'off', true) end \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
@@ -165,7 +178,7 @@ pub async fn poll_third_party(
             select client_id from third_party_client where account_id = $1 order by created_at desc, client_id limit 1), \
          picked as ( \
             select job_id from job \
-            where account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+            where ", queue_of_type!(), " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
               and exists (select 1 from t) and exists (select 1 from c) \
             order by seq limit $6 for update skip locked), \
          claimed as ( \
@@ -173,8 +186,8 @@ pub async fn poll_third_party(
             from picked where job.job_id = picked.job_id \
             returning job.seq, job.job_id) \
          select exists (select 1 from t), (select client_id from c), \
-                coalesce((select array_agg(job_id order by seq) from claimed), '{}')",
-    )
+                coalesce((select array_agg(job_id order by seq) from claimed), '{}')"
+    ))
     .bind(account_id)
     .bind(&type_id.owner)
     .bind(&type_id.category)
@@ -469,10 +482,11 @@ pub async fn overdue(
 /// (pipeline, action execution) of the account's queued jobs of one type,
 /// in pipeline order so several pipelines are always locked in one order.
 pub async fn queued_of_type(conn: &mut PgConnection, account_id: &str, type_id: &ActionTypeId) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
-    sqlx::query_as(
-        "select pipeline_name, action_execution_id from job where account_id = $1 and owner = $2 and category = $3 \
-         and provider = $4 and version = $5 and status = 'Queued' order by pipeline_name, seq",
-    )
+    sqlx::query_as(concat!(
+        "select pipeline_name, action_execution_id from job \
+         where ", queue_of_type!(), " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+         order by pipeline_name, seq"
+    ))
     .bind(account_id)
     .bind(&type_id.owner)
     .bind(&type_id.category)
