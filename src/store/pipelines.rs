@@ -90,12 +90,23 @@ pub async fn exists(conn: &mut PgConnection, account_id: &str, name: &str) -> Re
     Ok(row.is_some())
 }
 
+/// Deletes a pipeline with everything it ran. Its versions, executions and
+/// their stages cascade; actions and jobs have no foreign key (migration
+/// 0023), so they go here, once the pipeline's row lock has waited out
+/// every transaction that could still add some.
 pub async fn delete(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from pipeline where account_id = $1 and name = $2")
-        .bind(account_id)
-        .bind(name)
-        .execute(conn)
-        .await?;
+    if crate::store::executions::lock_pipeline(&mut *conn, account_id, name).await?.is_none() {
+        return Ok(());
+    }
+    sqlx::query(
+        "with actions as (delete from action_execution where account_id = $1 and pipeline_name = $2 returning action_execution_id), \
+              jobs as (delete from job j using actions a where j.account_id = $1 and j.action_execution_id = a.action_execution_id) \
+         delete from pipeline where account_id = $1 and name = $2",
+    )
+    .bind(account_id)
+    .bind(name)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -89,6 +89,44 @@ async fn a_pipeline_created_again_under_its_name_runs_its_new_definition() {
     assert_eq!(configuration.get("Pool").map(String::as_str), Some("green"));
 }
 
+/// DeletePipeline takes its actions and jobs with it (they have no foreign
+/// key to cascade): a worker holding one of its jobs is told it is gone, and
+/// nothing of it is left in the tables, while another pipeline's stay.
+#[tokio::test]
+async fn a_deleted_pipeline_takes_its_actions_and_jobs_with_it() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    worker_pipeline(&client, "p", false).await;
+    worker_pipeline(&client, "q", false).await;
+    start_many(&client, "p", 3).await;
+    start_many(&client, "q", 1).await;
+    let claimed = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(10).send().await.unwrap();
+    assert_eq!(claimed.jobs().len(), 4);
+    client.delete_pipeline().name("p").send().await.unwrap();
+    let pipeline_of = |job: &Job| job.data().unwrap().pipeline_context().unwrap().pipeline_name().unwrap().to_owned();
+    for job in claimed.jobs() {
+        let ack = client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await;
+        if pipeline_of(job) == "p" {
+            assert_eq!(error_code(&ack.unwrap_err()), "JobNotFoundException");
+        } else {
+            ack.unwrap();
+        }
+    }
+    let count = |table: &'static str, pipeline: &'static str| {
+        let pool = server.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table} where pipeline_name = $1"))
+                .bind(pipeline)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert_eq!((count("job", "p").await, count("action_execution", "p").await), (0, 0));
+    assert!(count("job", "q").await >= 2 && count("action_execution", "q").await >= 2, "q's are kept");
+}
+
 /// Starts `n` executions whose source revision is given up front, so each
 /// queues exactly one Work job.
 async fn start_many(client: &Client, pipeline: &str, n: usize) -> Vec<String> {
