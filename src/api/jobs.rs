@@ -288,7 +288,10 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
             EndUnlocked::NotFound => return Err(job_not_found(job_id)),
             EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
             EndUnlocked::Ended(None) => return Ok(()),
-            EndUnlocked::Ended(Some(stage)) => return settle(cx, stage).await,
+            EndUnlocked::Ended(Some(stage)) => {
+                settle(cx, stage).await;
+                return Ok(());
+            }
             EndUnlocked::Alone => {}
         }
     }
@@ -300,7 +303,7 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
 /// result stands whatever happens here, so a failure is logged, not
 /// answered, and the sweeper moves the stage on later (`stranded`). The
 /// work runs as its own task so that a worker hanging up cannot cut it off.
-async fn settle(cx: &Cx, stage: EndedIn) -> Result<(), ApiError> {
+async fn settle(cx: &Cx, stage: EndedIn) {
     let (app, account_id) = (cx.app.clone(), cx.account_id.clone());
     let task = tokio::spawn(async move {
         let EndedIn { pipeline_name, execution_id, stage_name } = stage;
@@ -317,7 +320,6 @@ async fn settle(cx: &Cx, stage: EndedIn) -> Result<(), ApiError> {
         Ok(Err(e)) => tracing::warn!(error = %e, "the engine could not move an execution on after a result; the sweeper will"),
         Err(e) => tracing::warn!(error = %e, "the engine's task after a result ended abnormally; the sweeper will move the execution on"),
     }
-    Ok(())
 }
 
 /// Ends a job of `owner` and applies `update` to its action; when that
