@@ -21,7 +21,7 @@ use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::executions::{self as store, ActionUpdate};
-use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow};
+use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow, Then};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
@@ -298,17 +298,24 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
     Ok(end_job(cx, job_id, uuid, owner, job_status, update).await?.0.commit().await?)
 }
 
-/// After a result ended an action of `stage` and committed: if nothing of
-/// the stage is still in progress, the engine moves the execution on. The
-/// result stands whatever happens here, so a failure is logged, not
-/// answered, and the sweeper moves the stage on later (`stranded`). The
-/// work runs as its own task so that a worker hanging up cannot cut it off.
+/// After a result ended an action of `stage` and committed: once nothing
+/// of the stage is in progress, the engine moves the execution on
+/// ([`Then`]). The result stands whatever happens here, so a failure is
+/// logged, not answered, and the sweeper moves the stage on later
+/// (`stranded`). The work runs as its own task so that a worker hanging up
+/// cannot cut it off.
 async fn settle(cx: &Cx, stage: EndedIn) {
     let (app, account_id) = (cx.app.clone(), cx.account_id.clone());
     let task = tokio::spawn(async move {
-        let EndedIn { pipeline_name, execution_id, stage_name } = stage;
-        let idle = store::stage_idle(&mut *app.pool.acquire().await?, &account_id, &pipeline_name, execution_id, &stage_name).await?;
-        if let Some(mode) = idle
+        let EndedIn { pipeline_name, execution_id, stage_name, then } = stage;
+        let mode = match then {
+            Then::Nothing => None,
+            Then::Settle { execution_mode } => Some(execution_mode),
+            Then::AwaitSiblings { ids, execution_mode } => {
+                store::ended_all(&mut *app.pool.acquire().await?, &account_id, &ids).await?.then_some(execution_mode)
+            }
+        };
+        if let Some(mode) = mode
             && let Some(_settling) = app.settling.enter(execution_id, &stage_name)
         {
             engine::settle(&app, &account_id, &pipeline_name, execution_id, &mode).await?;

@@ -7,7 +7,7 @@
 //! (other modes). Always in that order, so lock waits never form a cycle.
 //! A result takes its locks in `millrace_end_job` (migration 0020), or,
 //! when it ends one of several actions of a group, none: it writes only its
-//! job and action (`jobs::end_unlocked`), and [`stage_idle`] and
+//! job and action (`jobs::end_unlocked`), and [`ended_all`] and
 //! `engine::settle` follow its commit.
 
 use chrono::{DateTime, Utc};
@@ -794,29 +794,33 @@ pub async fn overdue_actions(
     .await
 }
 
-/// After a result that ended an action of `stage` committed: the
-/// execution's mode when none of the stage's current actions is still in
-/// progress (the engine has something to decide), None otherwise.
-pub async fn stage_idle(
-    conn: &mut PgConnection,
-    account_id: &str,
-    pipeline: &str,
-    execution_id: Uuid,
-    stage: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    let mode: Option<(String,)> = sqlx::query_as(
-        "select e.execution_mode from pipeline_execution e \
-         where e.account_id = $1 and e.pipeline_name = $2 and e.execution_id = $3 \
-           and not exists (select 1 from action_execution o where o.account_id = $1 and o.pipeline_name = $2 \
-                           and o.execution_id = $3 and o.stage_name = $4 and o.current and o.status = 'InProgress')",
+/// After a result that ended an action committed: whether the actions
+/// `ids`, which others were ending at the same time (`jobs::Then`), have all
+/// ended. Each still in progress is waited for: its row is locked, which
+/// waits for whoever is writing it, and then read as that writer left it.
+/// One row per statement, so that this waits holding no other lock and
+/// cannot be part of a deadlock.
+pub async fn ended_all(conn: &mut PgConnection, account_id: &str, ids: &[Uuid]) -> Result<bool, sqlx::Error> {
+    let running: Vec<(Uuid,)> = sqlx::query_as(
+        "select action_execution_id from action_execution where account_id = $1 and action_execution_id = any($2) \
+         and status = 'InProgress'",
     )
     .bind(account_id)
-    .bind(pipeline)
-    .bind(execution_id)
-    .bind(stage)
-    .fetch_optional(conn)
+    .bind(ids)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(mode.map(|m| m.0))
+    for (id,) in running {
+        let status: Option<(String,)> =
+            sqlx::query_as("select status from action_execution where account_id = $1 and action_execution_id = $2 for share")
+                .bind(account_id)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if status.is_some_and(|(s,)| s == "InProgress") {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Running stages whose actions have all ended, with nothing heard from

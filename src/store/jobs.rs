@@ -241,23 +241,49 @@ pub enum EndUnlocked {
     Ended(Option<EndedIn>),
 }
 
-/// The stage an action that just ended belongs to.
+/// The stage an action that just ended belongs to, and what its result
+/// must do about the stage once it has committed.
 #[derive(Debug, PartialEq)]
 pub struct EndedIn {
     pub pipeline_name: String,
     pub execution_id: Uuid,
     pub stage_name: String,
+    pub then: Then,
+}
+
+/// What a result that ended one of a stage's actions without a lock leaves
+/// to do after its commit ([`end_unlocked`]).
+#[derive(Debug, PartialEq)]
+pub enum Then {
+    /// Another action of the stage had not ended yet, and nobody was
+    /// ending it: whoever ends it will find this one ended.
+    Nothing,
+    /// Nothing else of the stage was in progress: the engine decides, for
+    /// an execution in this mode.
+    Settle { execution_mode: String },
+    /// These other actions of the stage were ending at the same time:
+    /// once they have, the engine decides if they all ended
+    /// (`executions::ended_all`).
+    AwaitSiblings { ids: Vec<Uuid>, execution_mode: String },
 }
 
 /// Ends a job of `owner` and its action, taking no lock but the two rows'
-/// own, unless the job is alone in its runOrder group. Whether the stage
-/// can now move is for the caller to ask after this commits
-/// (`executions::stage_idle`): of results that end a stage's last actions
-/// at once, the one that commits last is sure to see the others, so one of
-/// them always asks; asked before the commit, each could see the other
-/// still running. Both updates are compare-and-sets on `InProgress`, as
-/// every engine write to a job or action is, so a stop or timeout that
-/// gets there first wins.
+/// own, unless the job is alone in its runOrder group. Both updates are
+/// compare-and-sets on `InProgress`, as every engine write to a job or
+/// action is, so a stop or timeout that gets there first wins.
+///
+/// Whether the stage can now move is decided without a lock too. The
+/// statement writes its action first and then reads the stage's other
+/// actions still in progress, with each row's `xmax`: non-zero when a
+/// transaction this statement cannot see has written (or locked) the row
+/// since. Of two results ending siblings at once, at least one reads the
+/// other's row after the other wrote it, so it sees that sibling busy and
+/// waits for it after its own commit ([`Then::AwaitSiblings`]); a sibling
+/// nobody had written yet ([`Then::Nothing`]) will, when it ends, read
+/// this result's row after this write. So whoever writes last always finds
+/// the others ended or busy, and the stage is never left behind; if this
+/// server dies before it acts, the sweeper moves the stage on
+/// (`executions::stranded`).
 pub async fn end_unlocked(
     conn: &mut PgConnection,
     account_id: &str,
@@ -275,6 +301,9 @@ pub async fn end_unlocked(
         pipeline_name: Option<String>,
         execution_id: Option<Uuid>,
         stage_name: Option<String>,
+        waiting: Option<i64>,
+        busy: Option<Vec<Uuid>>,
+        execution_mode: Option<String>,
     }
     let row: Option<Row> = bind_update(
         sqlx::query_as(
@@ -292,10 +321,19 @@ pub async fn end_unlocked(
                     error_message = coalesce($10, a.error_message), updated_by = coalesce($11, a.updated_by), \
                     revision = coalesce($12, a.revision), output = a.output || coalesce($13, '{}'), updated_at = now() \
                 from done where a.account_id = $1 and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
-                returning a.pipeline_name, a.execution_id, a.stage_name) \
+                returning a.pipeline_name, a.execution_id, a.stage_name, a.action_execution_id) \
              select j.mine, j.alone, exists (select 1 from done) as ended, j.status, \
-                    acted.pipeline_name, acted.execution_id, acted.stage_name \
-             from j left join acted on true",
+                    acted.pipeline_name, acted.execution_id, acted.stage_name, sib.waiting, sib.busy, \
+                    case when sib.waiting = 0 then (select e.execution_mode from pipeline_execution e where e.account_id = $1 \
+                     and e.pipeline_name = acted.pipeline_name and e.execution_id = acted.execution_id) end as execution_mode \
+             from j left join acted on true \
+             left join lateral ( \
+                select count(*) filter (where s.xmax = '0'::xid) as waiting, \
+                       coalesce(array_agg(s.action_execution_id) filter (where s.xmax <> '0'::xid), '{}') as busy \
+                from action_execution s \
+                where s.account_id = $1 and s.pipeline_name = acted.pipeline_name and s.execution_id = acted.execution_id \
+                  and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
+                  and s.action_execution_id <> acted.action_execution_id) sib on true",
         ),
         account_id,
         job_id,
@@ -309,8 +347,23 @@ pub async fn end_unlocked(
         None => EndUnlocked::NotFound,
         Some(r) if !r.mine => EndUnlocked::NotFound,
         Some(r) if r.alone => EndUnlocked::Alone,
-        Some(Row { ended: true, pipeline_name: Some(pipeline_name), execution_id: Some(execution_id), stage_name: Some(stage_name), .. }) => {
-            EndUnlocked::Ended(Some(EndedIn { pipeline_name, execution_id, stage_name }))
+        Some(Row {
+            ended: true,
+            pipeline_name: Some(pipeline_name),
+            execution_id: Some(execution_id),
+            stage_name: Some(stage_name),
+            execution_mode,
+            waiting,
+            busy,
+            ..
+        }) => {
+            // The mode is read only when the stage may be done.
+            let then = match (waiting, execution_mode, busy.unwrap_or_default()) {
+                (Some(0), Some(execution_mode), ids) if ids.is_empty() => Then::Settle { execution_mode },
+                (Some(0), Some(execution_mode), ids) => Then::AwaitSiblings { ids, execution_mode },
+                _ => Then::Nothing,
+            };
+            EndUnlocked::Ended(Some(EndedIn { pipeline_name, execution_id, stage_name, then }))
         }
         Some(r) if r.ended => EndUnlocked::Ended(None),
         // The statement's snapshot may predate whoever ended the job.

@@ -552,6 +552,12 @@ async fn fan_out_pipeline(client: &Client, name: &str, mode: ExecutionMode, widt
 /// of one stage's actions race to be the last one out). The sweeper, which
 /// would move on a stage whose last result left it behind, is off.
 async fn fan_out_under_concurrent_results(mode: ExecutionMode) {
+    fan_out_worked_by(mode, 8, 2).await;
+}
+
+/// The executions of [`fan_out_under_concurrent_results`], with `workers`
+/// workers claiming `batch` jobs at a time.
+async fn fan_out_worked_by(mode: ExecutionMode, workers: usize, batch: i32) {
     let mut config = Config::for_tests();
     config.sweep_interval = Duration::from_secs(3600);
     let one = TestServer::start_with(config.clone()).await;
@@ -571,13 +577,13 @@ async fn fan_out_under_concurrent_results(mode: ExecutionMode) {
     let expected = ids.len() * 5;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..8)
+    let workers: Vec<_> = (0..workers)
         .map(|i| {
             let client = if i % 2 == 0 { c1.clone() } else { c2.clone() };
             let (done, stop) = (done.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(2).send().await.unwrap();
+                    let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(batch).send().await.unwrap();
                     if out.jobs().is_empty() {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
@@ -636,6 +642,14 @@ async fn queued_executions_fan_out_under_concurrent_results() {
 #[tokio::test]
 async fn superseded_executions_fan_out_under_concurrent_results() {
     fan_out_under_concurrent_results(ExecutionMode::Superseded).await;
+}
+
+/// One worker ends a stage's actions one after another: each result but
+/// the last finds a sibling nobody is ending yet and leaves the stage to
+/// it; the last finds none and moves the execution on, with no sweeper.
+#[tokio::test]
+async fn a_fan_out_ended_one_result_at_a_time_moves_on() {
+    fan_out_worked_by(ExecutionMode::Parallel, 1, 10).await;
 }
 
 /// A stage whose actions all ended, but whose last result's server died
