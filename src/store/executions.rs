@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::store::jobs::NewJob;
@@ -798,8 +798,10 @@ pub async fn overdue_actions(
 /// `ids`, which others were ending at the same time (`jobs::Then`), have all
 /// ended. Each still in progress is waited for: its row is locked, which
 /// waits for whoever is writing it, and then read as that writer left it.
-/// One row per statement, so that this waits holding no other lock and
-/// cannot be part of a deadlock.
+/// One row per transaction, so that this waits holding no other lock and
+/// cannot be part of a deadlock, and for at most [`SIBLING_WAIT`]: a
+/// writer that takes longer fails this, and the sweeper moves the stage on
+/// (`stranded`).
 pub async fn ended_all(conn: &mut PgConnection, account_id: &str, ids: &[Uuid]) -> Result<bool, sqlx::Error> {
     let running: Vec<(Uuid,)> = sqlx::query_as(
         "select action_execution_id from action_execution where account_id = $1 and action_execution_id = any($2) \
@@ -810,18 +812,25 @@ pub async fn ended_all(conn: &mut PgConnection, account_id: &str, ids: &[Uuid]) 
     .fetch_all(&mut *conn)
     .await?;
     for (id,) in running {
+        let mut tx = conn.begin().await?;
+        sqlx::query(SIBLING_WAIT).execute(&mut *tx).await?;
         let status: Option<(String,)> =
             sqlx::query_as("select status from action_execution where account_id = $1 and action_execution_id = $2 for share")
                 .bind(account_id)
                 .bind(id)
-                .fetch_optional(&mut *conn)
+                .fetch_optional(&mut *tx)
                 .await?;
+        tx.commit().await?;
         if status.is_some_and(|(s,)| s == "InProgress") {
             return Ok(false);
         }
     }
     Ok(true)
 }
+
+/// How long [`ended_all`] waits for one action's writer: a result's or the
+/// engine's transaction, which take milliseconds.
+const SIBLING_WAIT: &str = "set local lock_timeout = '10s'";
 
 /// Running stages whose actions have all ended, with nothing heard from
 /// them since `quiet_since`, but for executions in `skip`: (account,

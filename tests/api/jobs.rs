@@ -1363,3 +1363,34 @@ async fn an_update_cancels_an_execution_waiting_for_its_window() {
     let err = override_condition(&client, "Work", &id, ConditionType::BeforeEntry).await.unwrap_err();
     assert_eq!(error_code(&err), "ConditionNotOverridableException");
 }
+
+/// A result that saw a sibling being ended at the same time waits for that
+/// sibling's writer, and then reads the sibling as the writer left it; a
+/// sibling nobody is writing is simply still running.
+#[tokio::test]
+async fn a_result_waits_for_a_sibling_being_ended_and_reads_it_as_left() {
+    use millrace::store::executions::ended_all;
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    worker_pipeline(&client, "p", false).await;
+    start_many(&client, "p", 1).await;
+    let (account_id, id): (String, uuid::Uuid) = sqlx::query_as(
+        "select account_id, action_execution_id from action_execution where pipeline_name = 'p' and status = 'InProgress' limit 1",
+    )
+    .fetch_one(&server.pool)
+    .await
+    .unwrap();
+    let mut conn = server.pool.acquire().await.unwrap();
+    assert!(!ended_all(&mut conn, &account_id, &[id]).await.unwrap(), "nobody ends it: still running");
+
+    let mut writer = server.pool.begin().await.unwrap();
+    sqlx::query("update action_execution set status = 'Succeeded' where action_execution_id = $1").bind(id).execute(&mut *writer).await.unwrap();
+    let commit = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.commit().await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    assert!(ended_all(&mut conn, &account_id, &[id]).await.unwrap(), "ended by the writer it waited for");
+    assert!(started.elapsed() >= Duration::from_millis(250), "it waited for the writer's commit");
+    commit.await.unwrap();
+}
