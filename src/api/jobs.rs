@@ -287,7 +287,8 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
         match ended {
             EndUnlocked::NotFound => return Err(job_not_found(job_id)),
             EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
-            EndUnlocked::Ended(None) => return Ok(()),
+            // Most results of a fan-out: a sibling still to end takes over.
+            EndUnlocked::Ended(None | Some(EndedIn { then: Then::Nothing, .. })) => return Ok(()),
             EndUnlocked::Ended(Some(stage)) => {
                 settle(cx, stage).await;
                 return Ok(());
