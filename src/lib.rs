@@ -43,7 +43,12 @@ pub struct App {
 
 impl App {
     pub fn new(pool: PgPool, secrets: SecretBox, config: Config) -> App {
-        App { pool, secrets, config, keys: Default::default(), declarations: Default::default(),
+        App {
+            pool,
+            secrets,
+            config,
+            keys: Default::default(),
+            declarations: Default::default(),
             alone_jobs: Default::default(),
             settling: Default::default(),
         }

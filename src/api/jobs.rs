@@ -275,9 +275,9 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 }
 
 /// Ends a job of `owner` with its action. Most results of a fan-out stage
-/// decide nothing about the execution: they take no lock, commit, and then
-/// ask whether anything of their stage is still in progress; whoever finds
-/// nothing lets the engine decide ([`settle`]). A job alone in its runOrder
+/// decide nothing about the execution: they take no lock, and their own
+/// statement tells whether the stage is left to a sibling still to end or
+/// the engine must decide after the commit ([`settle`]). A job alone in its runOrder
 /// group always leaves the engine something to decide: [`end_job`], and
 /// the engine in the same transaction.
 async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
@@ -287,8 +287,7 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
         match ended {
             EndUnlocked::NotFound => return Err(job_not_found(job_id)),
             EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
-            // Most results of a fan-out: a sibling still to end takes over.
-            EndUnlocked::Ended(None | Some(EndedIn { then: Then::Nothing, .. })) => return Ok(()),
+            EndUnlocked::Ended(None) => return Ok(()),
             EndUnlocked::Ended(Some(stage)) => {
                 settle(cx, stage).await;
                 return Ok(());
@@ -306,19 +305,19 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
 /// (`stranded`). The work runs as its own task so that a worker hanging up
 /// cannot cut it off.
 async fn settle(cx: &Cx, stage: EndedIn) {
+    let EndedIn { pipeline_name, execution_id, stage_name, then } = stage;
+    let (busy, mode) = match then {
+        // Most results of a fan-out: a sibling still to end takes over.
+        Then::Nothing => return,
+        Then::Settle { execution_mode } => (Vec::new(), execution_mode),
+        Then::AwaitSiblings { ids, execution_mode } => (ids, execution_mode),
+    };
     let (app, account_id) = (cx.app.clone(), cx.account_id.clone());
     let task = tokio::spawn(async move {
-        let EndedIn { pipeline_name, execution_id, stage_name, then } = stage;
-        let mode = match then {
-            Then::Nothing => None,
-            Then::Settle { execution_mode } => Some(execution_mode),
-            Then::AwaitSiblings { ids, execution_mode } => {
-                store::ended_all(&mut *app.pool.acquire().await?, &account_id, &ids).await?.then_some(execution_mode)
-            }
-        };
-        if let Some(mode) = mode
-            && let Some(_settling) = app.settling.enter(execution_id, &stage_name)
-        {
+        if !busy.is_empty() && !store::ended_all(&mut *app.pool.acquire().await?, &account_id, &busy).await? {
+            return Ok(());
+        }
+        if let Some(_settling) = app.settling.enter(execution_id, &stage_name) {
             engine::settle(&app, &account_id, &pipeline_name, execution_id, &mode).await?;
         }
         Ok::<_, ApiError>(())
