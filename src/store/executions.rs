@@ -38,7 +38,10 @@ pub async fn lock_pipeline(conn: &mut PgConnection, account_id: &str, name: &str
 /// [`lock_pipeline`] in share mode, for starting an execution (a worker's
 /// result takes it in `millrace_end_job`), with the pipeline's disabled
 /// transitions: they change only under the exclusive lock, so the engine
-/// need not read them again.
+/// need not read them again. They are read from the locked row itself
+/// (migration 0024): a lock that had to wait returns the row's newest
+/// version, where another table would be read as the statement's snapshot,
+/// taken before the wait, saw it.
 pub async fn lock_pipeline_shared(
     conn: &mut PgConnection,
     account_id: &str,
@@ -51,10 +54,8 @@ pub async fn lock_pipeline_shared(
         disabled: sqlx::types::Json<Vec<(String, String)>>,
     }
     let row: Option<Row> = sqlx::query_as(
-        "select p.current_version, p.generation, \
-            coalesce((select jsonb_agg(jsonb_build_array(t.stage_name, t.transition_type)) from stage_transition t \
-                      where t.account_id = p.account_id and t.pipeline_name = p.name and not t.enabled), '[]') as disabled \
-         from pipeline p where p.account_id = $1 and p.name = $2 for share of p",
+        "select current_version, generation, disabled_transitions as disabled from pipeline \
+         where account_id = $1 and name = $2 for share",
     )
     .bind(account_id)
     .bind(name)
@@ -676,14 +677,13 @@ pub async fn stage_occupied(conn: &mut PgConnection, account_id: &str, pipeline:
 
 /// (stage, Inbound|Outbound) of every disabled transition.
 pub async fn disabled_transitions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<std::collections::HashSet<(String, String)>, sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "select stage_name, transition_type from stage_transition where account_id = $1 and pipeline_name = $2 and not enabled",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().collect())
+    let disabled: Option<(sqlx::types::Json<Vec<(String, String)>>,)> =
+        sqlx::query_as("select disabled_transitions from pipeline where account_id = $1 and name = $2")
+            .bind(account_id)
+            .bind(pipeline)
+            .fetch_optional(conn)
+            .await?;
+    Ok(disabled.map(|d| d.0.0.into_iter().collect()).unwrap_or_default())
 }
 
 /// The pipeline an action execution belongs to.
@@ -907,6 +907,9 @@ pub async fn transitions(conn: &mut PgConnection, account_id: &str, pipeline: &s
     .await
 }
 
+/// Records a transition's state, and with it the pipeline row's list of
+/// disabled transitions (migration 0024). The caller holds the row's
+/// exclusive lock.
 // One column per parameter: a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub async fn set_transition(
@@ -932,6 +935,17 @@ pub async fn set_transition(
     .bind(enabled)
     .bind(reason)
     .bind(changed_by)
+    .execute(&mut *conn)
+    .await?;
+    // A statement of its own, to see the one above.
+    sqlx::query(
+        "update pipeline p set disabled_transitions = coalesce( \
+            (select jsonb_agg(jsonb_build_array(t.stage_name, t.transition_type)) from stage_transition t \
+             where t.account_id = p.account_id and t.pipeline_name = p.name and not t.enabled), '[]') \
+         where p.account_id = $1 and p.name = $2",
+    )
+    .bind(account_id)
+    .bind(pipeline)
     .execute(conn)
     .await?;
     Ok(())

@@ -984,6 +984,51 @@ async fn a_started_execution_waits_at_a_transition_disabled_before_it_started() 
     assert_eq!(execution_of(&client, &held).await.status(), Some(&PipelineExecutionStatus::Succeeded));
 }
 
+/// A start that waits for the pipeline's lock behind a
+/// DisableStageTransition sees that transition disabled once it gets the
+/// lock, though its statement began before the disable committed.
+#[tokio::test]
+async fn a_start_that_waited_for_the_lock_sees_a_transition_disabled_meanwhile() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    create_past_source(&client, source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])])).await;
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    // Another transaction holds the pipeline's exclusive lock: the disable
+    // queues behind it, then the start behind both.
+    let mut holder = server.pool.begin().await.unwrap();
+    sqlx::query("select 1 from pipeline where name = 'p' for update").execute(&mut *holder).await.unwrap();
+    let disable = client.disable_stage_transition().pipeline_name("p").stage_name("Work").transition_type(StageTransitionType::Inbound);
+    let disable = tokio::spawn(disable.reason("freeze").send());
+    lock_waiters(&server, 1).await;
+    let start = tokio::spawn({
+        let client = client.clone();
+        async move { start_many(&client, "p", 1).await.remove(0) }
+    });
+    lock_waiters(&server, 2).await;
+    holder.commit().await.unwrap();
+    disable.await.unwrap().unwrap();
+    let id = start.await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the execution waits at the transition");
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    assert_eq!(state.stage_states()[1].inbound_execution().map(|e| e.pipeline_execution_id()), Some(id.as_str()));
+}
+
+/// Waits until `n` backends of the test's database wait for a lock.
+async fn lock_waiters(server: &TestServer, n: i64) {
+    for _ in 0..1000 {
+        let (waiting,): (i64,) =
+            sqlx::query_as("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")
+                .fetch_one(&server.pool)
+                .await
+                .unwrap();
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{n} backends never waited for a lock");
+}
+
 fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
     let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
     RuleDeclaration::builder()
