@@ -979,11 +979,26 @@ pub async fn complete_action(
     Ok(true)
 }
 
-/// Lets the pipeline move on after an action ended, from its execution and
-/// where the current actions of its stage now stand (usually others still
-/// run, and nothing follows).
+/// Lets the pipeline move on after an action ended under the pipeline's
+/// lock, from its execution and where the current actions of its stage
+/// stood after the write (usually others still run, and nothing follows).
+///
+/// A lock-free result of another action of the stage (`jobs::end_unlocked`)
+/// may have read this action in progress before the write, left the stage
+/// to it, and still be committing when the stage was read. So when others
+/// seemed in progress, the stage is read again once no one is writing
+/// them: whoever ends last then always moves the stage on, rather than
+/// leaving it to the sweeper. Waiting here is safe: such a result holds
+/// only its own rows and waits for nothing.
 pub async fn action_ended(conn: &mut PgConnection, scope: Scope<'_>, execution: ExecutionRow, stage: Vec<ActionState>) -> Result<(), ApiError> {
-    run(conn, scope, VecDeque::from([Pending { id: execution.execution_id, row: Some(execution), stage: Some(stage) }])).await
+    let stage = match stage.iter().find(|a| a.status == "InProgress") {
+        Some(other) => {
+            store::await_writers(conn, scope.account_id, scope.pipeline, execution.execution_id, &other.stage_name).await?;
+            None
+        }
+        None => Some(stage),
+    };
+    run(conn, scope, VecDeque::from([Pending { id: execution.execution_id, row: Some(execution), stage }])).await
 }
 
 /// Advances one execution in a transaction of its own, under the locks a

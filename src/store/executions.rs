@@ -677,13 +677,31 @@ pub async fn stage_occupied(conn: &mut PgConnection, account_id: &str, pipeline:
 
 /// (stage, Inbound|Outbound) of every disabled transition.
 pub async fn disabled_transitions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<std::collections::HashSet<(String, String)>, sqlx::Error> {
-    let disabled: Option<(sqlx::types::Json<Vec<(String, String)>>,)> =
-        sqlx::query_as("select disabled_transitions from pipeline where account_id = $1 and name = $2")
+    let disabled: Option<sqlx::types::Json<Vec<(String, String)>>> =
+        sqlx::query_scalar("select disabled_transitions from pipeline where account_id = $1 and name = $2")
             .bind(account_id)
             .bind(pipeline)
             .fetch_optional(conn)
             .await?;
-    Ok(disabled.map(|d| d.0.0.into_iter().collect()).unwrap_or_default())
+    Ok(disabled.map(|d| d.0.into_iter().collect()).unwrap_or_default())
+}
+
+/// Waits until no other transaction is writing the stage's actions that
+/// were in progress as this statement began ([`crate::engine::action_ended`]):
+/// a share lock on each, held to the end of the transaction, so one that
+/// starts writing later waits for this transaction instead.
+pub async fn await_writers(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid, stage: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "select 1 from action_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4 \
+         and current and status = 'InProgress' for share",
+    )
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .bind(stage)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The pipeline an action execution belongs to.

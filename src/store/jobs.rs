@@ -281,11 +281,11 @@ pub enum Then {
 /// waits for it after its own commit ([`Then::AwaitSiblings`]); a sibling
 /// nobody had written yet ([`Then::Nothing`]) will, when it ends, read
 /// this result's row after this write. So whoever writes last always finds
-/// the others ended or busy. Left to the sweeper (`executions::stranded`):
-/// a stage whose result's server died before acting, and one whose other
-/// action the engine ended under its locks (a timeout, an approval), which
-/// reads the stage in a later statement than its write, if this result
-/// left the stage to it and committed between the two.
+/// the others ended or busy. An action the engine ends under its locks (a
+/// timeout, an approval) waits for such results before it reads the stage
+/// again (`engine::action_ended`). Left to the sweeper
+/// (`executions::stranded`): a stage whose result's server died before
+/// acting.
 pub async fn end_unlocked(
     conn: &mut PgConnection,
     account_id: &str,

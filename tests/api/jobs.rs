@@ -1013,15 +1013,64 @@ async fn a_start_that_waited_for_the_lock_sees_a_transition_disabled_meanwhile()
     assert_eq!(state.stage_states()[1].inbound_execution().map(|e| e.pipeline_execution_id()), Some(id.as_str()));
 }
 
+/// An approval answered while a lock-free result of the stage's other
+/// action is still committing, a result that read the approval in progress
+/// and so left the stage to it: the answer waits for that commit and moves
+/// the stage on. The sweeper, which would repair a stage left behind, is off.
+#[tokio::test]
+async fn an_approval_answered_while_a_sibling_result_commits_moves_the_stage_on() {
+    let mut config = Config::for_tests();
+    config.sweep_interval = Duration::from_secs(3600);
+    let server = TestServer::start_with(config).await;
+    let client = server.client(&server.account("a").await);
+    let manual = ActionTypeId::builder().category(ActionCategory::Approval).owner(ActionOwner::Aws).provider("Manual").version("1").build().unwrap();
+    let gate = ActionDeclaration::builder().name("Gate").action_type_id(manual).build().unwrap();
+    create_past_source(&client, source_then("p", ExecutionMode::Parallel, vec![("Work", vec![gate, work_action("A", "blue")])])).await;
+    let polled = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
+    let job = &polled.jobs()[0];
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    // GetPipelineState shows no tokens of PARALLEL pipelines.
+    let (token,): (uuid::Uuid,) =
+        sqlx::query_as("select approval_token from action_execution where action_name = 'Gate'").fetch_one(&server.pool).await.unwrap();
+
+    // A's result, written as `jobs::end_unlocked` writes it and not yet committed.
+    let mut result = server.pool.begin().await.unwrap();
+    let job_id = uuid::Uuid::parse_str(job.id().unwrap()).unwrap();
+    sqlx::query("update job set status = 'Succeeded' where job_id = $1").bind(job_id).execute(&mut *result).await.unwrap();
+    sqlx::query("update action_execution set status = 'Succeeded' where action_name = 'A' and status = 'InProgress'")
+        .execute(&mut *result)
+        .await
+        .unwrap();
+    let approved = ApprovalResult::builder().status(ApprovalStatus::Approved).summary("ship it").build().unwrap();
+    let answer = client.put_approval_result().pipeline_name("p").stage_name("Work").action_name("Gate").token(token.to_string()).result(approved);
+    let answer = tokio::spawn(answer.send());
+    for _ in 0..1000 {
+        if answer.is_finished() || lock_waiting(&server).await >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    result.commit().await.unwrap();
+    answer.await.unwrap().unwrap();
+    let first = client.list_pipeline_executions().pipeline_name("p").send().await.unwrap();
+    let id = first.pipeline_execution_summaries()[0].pipeline_execution_id().unwrap().to_owned();
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded), "the answer moved the stage on");
+}
+
+/// How many backends of the test's database wait for a lock.
+async fn lock_waiting(server: &TestServer) -> i64 {
+    let (waiting,): (i64,) =
+        sqlx::query_as("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+    waiting
+}
+
 /// Waits until `n` backends of the test's database wait for a lock.
 async fn lock_waiters(server: &TestServer, n: i64) {
     for _ in 0..1000 {
-        let (waiting,): (i64,) =
-            sqlx::query_as("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")
-                .fetch_one(&server.pool)
-                .await
-                .unwrap();
-        if waiting >= n {
+        if lock_waiting(server).await >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
