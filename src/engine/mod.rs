@@ -1009,13 +1009,15 @@ pub async fn action_ended(conn: &mut PgConnection, scope: Scope<'_>, execution: 
 pub async fn settle(app: &App, account_id: &str, pipeline: &str, execution_id: Uuid, mode: &str) -> Result<(), ApiError> {
     let mut tx = app.pool.begin().await?;
     let Some((locked, disabled)) = store::lock_pipeline_shared(&mut tx, account_id, pipeline).await? else { return Ok(()) };
-    if mode == "PARALLEL" {
-        store::lock_execution(&mut tx, account_id, pipeline, execution_id).await?;
+    let known = if mode == "PARALLEL" {
+        let Some(row) = store::lock_execution(&mut tx, account_id, pipeline, execution_id).await? else { return Ok(()) };
+        Pending::row(row)
     } else {
         store::lock_pipeline_engine(&mut tx, account_id, pipeline).await?;
-    }
+        Pending::id(execution_id)
+    };
     let seen = Seen { disabled: Some(disabled), ..Default::default() };
-    run_with(&mut tx, app_scope(app, account_id, pipeline, locked.generation), VecDeque::from([Pending::id(execution_id)]), seen).await?;
+    run_with(&mut tx, app_scope(app, account_id, pipeline, locked.generation), VecDeque::from([known]), seen).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -879,15 +879,18 @@ pub async fn stranded(
 }
 
 /// The row lock a result of a PARALLEL execution takes, after the
-/// pipeline's share lock (see the module's documentation).
-pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update")
-        .bind(account_id)
-        .bind(pipeline)
-        .bind(execution_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// pipeline's share lock (see the module's documentation), and the row as
+/// it stands under the lock (a lock that had to wait returns the newest
+/// version); None when there is no such execution.
+pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<Option<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {EXECUTION_COLUMNS} from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update"
+    ))
+    .bind(account_id)
+    .bind(pipeline)
+    .bind(execution_id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Abandons every in-progress action of an execution; returns their ids.

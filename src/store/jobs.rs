@@ -303,7 +303,7 @@ pub async fn end_unlocked(
         pipeline_name: Option<String>,
         execution_id: Option<Uuid>,
         stage_name: Option<String>,
-        waiting: Option<i64>,
+        waiting: Option<bool>,
         busy: Option<Vec<Uuid>>,
         execution_mode: Option<String>,
     }
@@ -325,15 +325,18 @@ pub async fn end_unlocked(
                 from done where a.account_id = $1 and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
                 returning a.pipeline_name, a.execution_id, a.stage_name, a.action_execution_id) \
              select j.mine, j.alone, exists (select 1 from done) as ended, j.status, \
-                    acted.pipeline_name, acted.execution_id, acted.stage_name, sib.waiting, sib.busy, \
-                    case when sib.waiting = 0 then (select e.execution_mode from pipeline_execution e where e.account_id = $1 \
+                    acted.pipeline_name, acted.execution_id, acted.stage_name, w.waiting, sib.busy, \
+                    case when not w.waiting then (select e.execution_mode from pipeline_execution e where e.account_id = $1 \
                      and e.pipeline_name = acted.pipeline_name and e.execution_id = acted.execution_id) end as execution_mode \
              from j left join acted on true \
-             left join lateral ( \
-                select count(*) filter (where s.xmax = '0'::xid) as waiting, \
-                       coalesce(array_agg(s.action_execution_id) filter (where s.xmax <> '0'::xid), '{}') as busy \
-                from action_execution s \
+             left join lateral (select exists ( \
+                select 1 from action_execution s \
                 where s.account_id = $1 and s.pipeline_name = acted.pipeline_name and s.execution_id = acted.execution_id \
+                  and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
+                  and s.action_execution_id <> acted.action_execution_id and s.xmax = '0'::xid) as waiting) w on acted.stage_name is not null \
+             left join lateral ( \
+                select coalesce(array_agg(s.action_execution_id), '{}') as busy from action_execution s \
+                where not w.waiting and s.account_id = $1 and s.pipeline_name = acted.pipeline_name and s.execution_id = acted.execution_id \
                   and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
                   and s.action_execution_id <> acted.action_execution_id) sib on true",
         ),
@@ -359,10 +362,10 @@ pub async fn end_unlocked(
             busy,
             ..
         }) => {
-            // The mode is read only when the stage may be done.
+            // The busy siblings and the mode are read only when no sibling waits to be ended.
             let then = match (waiting, execution_mode, busy.unwrap_or_default()) {
-                (Some(0), Some(execution_mode), ids) if ids.is_empty() => Then::Settle { execution_mode },
-                (Some(0), Some(execution_mode), ids) => Then::AwaitSiblings { ids, execution_mode },
+                (Some(false), Some(execution_mode), ids) if ids.is_empty() => Then::Settle { execution_mode },
+                (Some(false), Some(execution_mode), ids) => Then::AwaitSiblings { ids, execution_mode },
                 _ => Then::Nothing,
             };
             EndUnlocked::Ended(Some(EndedIn { pipeline_name, execution_id, stage_name, then }))
