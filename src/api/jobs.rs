@@ -400,7 +400,7 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
     // token to the next poll.
     let (mut tx, in_progress) = end_job(cx, job_id, uuid, owner, "Succeeded", &update).await?;
     if in_progress {
-        jobs::continue_with(&mut tx, &cx.account_id, uuid, Uuid::new_v4(), &token).await?;
+        jobs::continue_with(&mut tx, &cx.account_id, uuid, Uuid::now_v7(), &token).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -155,7 +155,11 @@ pub async fn start_execution(
     let enters = decl.execution_mode() == "PARALLEL"
         && !conditions::any(decl.stages[0].before_entry.as_ref())
         && !seen.blocked(conn, scope, &decl, 0).await?;
-    let execution_id = Uuid::new_v4();
+    // Executions, actions and jobs get time-ordered ids (v7): the indexes
+    // keyed by them take new entries at their right edge, so the pages a
+    // busy server writes stay few and in memory however big the tables
+    // grow (benches/README.md, session 10).
+    let execution_id = Uuid::now_v7();
     let new = NewExecution {
         execution_id,
         pipeline_version: version,
@@ -207,7 +211,7 @@ async fn insert_rollback(
     trigger_detail: Option<String>,
 ) -> Result<ExecutionRow, ApiError> {
     let new = NewExecution {
-        execution_id: Uuid::new_v4(),
+        execution_id: Uuid::now_v7(),
         pipeline_version: target.pipeline_version,
         execution_mode: &target.execution_mode,
         trigger_type,
@@ -812,7 +816,7 @@ async fn start_action<'a>(
     everything: &[ActionRow],
     starts: &mut Starts<'a>,
 ) -> Result<ActionState, ApiError> {
-    let action_execution_id = Uuid::new_v4();
+    let action_execution_id = Uuid::now_v7();
     let id = &action.action_type_id;
 
     let vars = visible_variables(e, decl, everything);
@@ -951,7 +955,7 @@ async fn start_action<'a>(
         data["encryptionKey"] = key;
     }
     starts.jobs.push(NewJob {
-        job_id: Uuid::new_v4(),
+        job_id: Uuid::now_v7(),
         account_id: scope.account_id,
         pipeline_name: scope.pipeline,
         execution_id: e.execution_id,

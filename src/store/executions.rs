@@ -8,7 +8,9 @@
 //! A result takes its locks in `millrace_end_job` (migration 0020), or,
 //! when it ends one of several actions of a group, none: it writes only its
 //! job and action (`jobs::end_unlocked`), and [`ended_all`] and
-//! `engine::settle` follow its commit.
+//! `engine::settle` follow its commit. Action rows come last: the engine
+//! waits for such a result's rows under its locks ([`await_writers`]), and
+//! no one holding an action row waits for a pipeline or execution lock.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
