@@ -412,7 +412,10 @@ async fn drain(client: &Client, type_id: ActionTypeId, n: usize) -> anyhow::Resu
 
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())).unwrap_or("?".into());
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .unwrap_or("?".into());
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total = mem
         .lines()
@@ -446,7 +449,9 @@ async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::R
     let mut tx = pool.begin().await?;
     sqlx::raw_sql(&format!("prepare bench_claim as {}", millrace::store::jobs::POLL)).execute(&mut *tx).await?;
     let account: u64 = account_id.parse().context("account ids are digits")?;
-    let explain = format!("explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit}, false)");
+    let explain = format!(
+        "explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit}, false)"
+    );
     let rows = sqlx::raw_sql(&explain).fetch_all(&mut *tx).await?;
     tx.rollback().await?;
     rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Into::into)).collect::<anyhow::Result<Vec<_>>>().map(|l| l.join("\n"))
@@ -482,7 +487,11 @@ async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) 
     .await?;
     let inserted = t.elapsed();
     sqlx::query("vacuum analyze job").execute(&mut *conn).await?;
-    println!("seeded {n} finished jobs in {:.1} s (+ VACUUM ANALYZE {:.1} s)", inserted.as_secs_f64(), (t.elapsed() - inserted).as_secs_f64());
+    println!(
+        "seeded {n} finished jobs in {:.1} s (+ VACUUM ANALYZE {:.1} s)",
+        inserted.as_secs_f64(),
+        (t.elapsed() - inserted).as_secs_f64()
+    );
     Ok(())
 }
 
@@ -789,11 +798,10 @@ async fn main() -> anyhow::Result<()> {
     println!();
     let (job_rows, queued): (i64, i64) =
         sqlx::query_as("select count(*), count(*) filter (where status = 'Queued') from job").fetch_one(&pool).await?;
-    let (live, dead, vacuums): (i64, i64, i64) = sqlx::query_as(
-        "select n_live_tup, n_dead_tup, autovacuum_count from pg_stat_user_tables where relname = 'job'",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (live, dead, vacuums): (i64, i64, i64) =
+        sqlx::query_as("select n_live_tup, n_dead_tup, autovacuum_count from pg_stat_user_tables where relname = 'job'")
+            .fetch_one(&pool)
+            .await?;
     if stats_on {
         let lifecycles = done.max(1) as f64;
         let rows: Vec<(i64, f64, f64, f64, String)> = sqlx::query_as(
@@ -810,7 +818,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .fetch_one(&pool)
         .await?;
-        println!("pg_stat_statements during the run: {calls} statements ({:.1} per lifecycle), {:.0} ms executing ({:.2} ms per lifecycle)", calls as f64 / lifecycles, total, total / lifecycles);
+        println!(
+            "pg_stat_statements during the run: {calls} statements ({:.1} per lifecycle), {:.0} ms executing ({:.2} ms per lifecycle)",
+            calls as f64 / lifecycles,
+            total,
+            total / lifecycles
+        );
         println!("| calls/lifecycle | total ms | mean ms | buffers/call | statement |");
         println!("|---:|---:|---:|---:|---|");
         for (c, t, m, b, q) in rows {
@@ -818,7 +831,9 @@ async fn main() -> anyhow::Result<()> {
         }
         println!();
     }
-    println!("job table after the run: {job_rows} rows ({queued} queued); pg_stat: n_live_tup={live} n_dead_tup={dead} autovacuum_count={vacuums}");
+    println!(
+        "job table after the run: {job_rows} rows ({queued} queued); pg_stat: n_live_tup={live} n_dead_tup={dead} autovacuum_count={vacuums}"
+    );
     println!();
     println!("EXPLAIN (ANALYZE, BUFFERS) of the claim (limit {}, prepared, generic plan), after the run, rolled back:", args.batch);
     println!("{}", explain_claim(&pool, &key.account_id, args.batch).await?);

@@ -42,9 +42,7 @@ impl SecretBox {
     /// Parses the configured master key: 32 bytes, base64.
     pub fn from_base64(encoded: &str) -> anyhow::Result<Self> {
         let bytes = STANDARD.decode(encoded.trim()).context("the master key is not valid base64")?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| anyhow!("the master key must be 32 bytes (44 base64 characters)"))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| anyhow!("the master key must be 32 bytes (44 base64 characters)"))?;
         Ok(Self::new(&key))
     }
 

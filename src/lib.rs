@@ -5,11 +5,11 @@
 //! [`router`] and serve them on an ephemeral port.
 
 pub mod api;
-pub mod pipeline;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod engine;
+pub mod pipeline;
 pub mod protocol;
 pub mod store;
 pub mod telemetry;
@@ -104,9 +104,8 @@ impl Server {
         let sweeper = tokio::spawn(engine::sweeper::run(self.app.clone(), stopped.clone()));
         let keys = tokio::spawn(protocol::keys::listen(self.app.keys.clone(), self.app.pool.clone(), stopped));
         let router = router(self.app);
-        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served =
+            axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await;
         let _ = stop.send(true);
         let _ = sweeper.await;
         let _ = keys.await;

@@ -32,8 +32,7 @@ pub async fn types_for_account(
     account_id: &str,
     include_deleted: bool,
 ) -> Result<HashMap<ActionTypeId, ActionType>, ApiError> {
-    let mut types: HashMap<ActionTypeId, ActionType> =
-        action_types::catalogue().iter().map(|t| (t.id.clone(), t.clone())).collect();
+    let mut types: HashMap<ActionTypeId, ActionType> = action_types::catalogue().iter().map(|t| (t.id.clone(), t.clone())).collect();
     for t in store::list(conn, account_id, include_deleted).await? {
         types.insert(t.id.clone(), t);
     }
@@ -164,11 +163,7 @@ fn type_arn(cx: &Cx, id: &ActionTypeId) -> String {
 
 /// Serialises quota checks of one account and family across replicas.
 pub async fn lock_account(conn: &mut PgConnection, account_id: &str, family: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock(hashtext($1), hashtext($2))")
-        .bind(account_id)
-        .bind(family)
-        .execute(conn)
-        .await?;
+    sqlx::query("select pg_advisory_xact_lock(hashtext($1), hashtext($2))").bind(account_id).bind(family).execute(conn).await?;
     Ok(())
 }
 
@@ -278,9 +273,9 @@ pub async fn get_action_type(cx: Cx, input: GetActionTypeInput) -> Result<GetAct
     }
     let mut conn = cx.pool().acquire().await?;
     match store::get(&mut conn, &cx.account_id, &id).await? {
-        Some(row) if !row.deleted => Ok(GetActionTypeOutput {
-            action_type: row.declaration.unwrap_or_else(|| row.definition.0.declaration()),
-        }),
+        Some(row) if !row.deleted => {
+            Ok(GetActionTypeOutput { action_type: row.declaration.unwrap_or_else(|| row.definition.0.declaration()) })
+        }
         _ => Err(not_found(&id)),
     }
 }
@@ -325,13 +320,9 @@ struct DeclaredUrls {
 
 /// Errors: RequestFailedException (built-in types), ValidationException.
 pub async fn update_action_type(cx: Cx, input: UpdateActionTypeInput) -> Result<super::Empty, ApiError> {
-    let view: DeclarationView =
-        serde_json::from_value(input.action_type.clone()).map_err(|e| ApiError::serialization(e.to_string()))?;
+    let view: DeclarationView = serde_json::from_value(input.action_type.clone()).map_err(|e| ApiError::serialization(e.to_string()))?;
     if view.id.owner == "AWS" || action_types::find_builtin(&view.id).is_some() {
-        return Err(ApiError::new(
-            ErrorCode::RequestFailedException,
-            format!("{} is built in and cannot be updated", view.id),
-        ));
+        return Err(ApiError::new(ErrorCode::RequestFailedException, format!("{} is built in and cannot be updated", view.id)));
     }
     let definition = ActionType {
         id: view.id,

@@ -114,7 +114,9 @@ pub async fn stop_pipeline_execution(cx: Cx, input: StopPipelineExecutionInput) 
     let pipeline = input.pipeline_name.as_str();
     let (mut tx, locked, _) = lock(&cx, pipeline).await?;
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
-    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
+    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id)
+        .await?
+        .ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
     match e.status.as_str() {
         "InProgress" => {}
         // A stop-and-wait may be escalated to abandon; anything else repeats a stop.
@@ -156,7 +158,9 @@ pub async fn retry_stage_execution(cx: Cx, input: RetryStageExecutionInput) -> R
     let version = locked.current_version;
     let index = decl.stages.iter().position(|s| s.name == input.stage_name).ok_or_else(|| stage_not_found(&input.stage_name, pipeline))?;
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
-    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
+    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id)
+        .await?
+        .ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
     let latest = store::latest_stages(&mut tx, &cx.account_id, pipeline).await?;
     let latest_here = latest.iter().find(|s| s.stage_name == input.stage_name);
     if latest_here.is_some_and(|s| s.execution_id != id) {
@@ -290,10 +294,18 @@ pub fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
     }
 }
 
-fn find_action<'a>(decl: &'a PipelineDeclaration, pipeline: &str, stage: &str, action: &str) -> Result<&'a crate::pipeline::ActionDeclaration, ApiError> {
+fn find_action<'a>(
+    decl: &'a PipelineDeclaration,
+    pipeline: &str,
+    stage: &str,
+    action: &str,
+) -> Result<&'a crate::pipeline::ActionDeclaration, ApiError> {
     let s = decl.stages.iter().find(|s| s.name == stage).ok_or_else(|| stage_not_found(stage, pipeline))?;
     s.actions.iter().find(|a| a.name == action).ok_or_else(|| {
-        ApiError::new(ErrorCode::ActionNotFoundException, format!("Action '{action}' was not found in stage '{stage}' of pipeline '{pipeline}'"))
+        ApiError::new(
+            ErrorCode::ActionNotFoundException,
+            format!("Action '{action}' was not found in stage '{stage}' of pipeline '{pipeline}'"),
+        )
     })
 }
 
@@ -359,10 +371,15 @@ pub async fn put_approval_result(cx: Cx, input: PutApprovalResultInput) -> Resul
         return Err(ApiError::validation(format!("Action '{}' is not a manual approval action", input.action_name)));
     }
     let invalid = || {
-        ApiError::new(ErrorCode::InvalidApprovalTokenException, "The approval request already received a response, has expired, or the token is not valid")
+        ApiError::new(
+            ErrorCode::InvalidApprovalTokenException,
+            "The approval request already received a response, has expired, or the token is not valid",
+        )
     };
     let token = Uuid::parse_str(&input.token).map_err(|_| invalid())?;
-    let row = store::action_by_token(&mut tx, &cx.account_id, pipeline, &input.stage_name, &input.action_name, token).await?.ok_or_else(invalid)?;
+    let row = store::action_by_token(&mut tx, &cx.account_id, pipeline, &input.stage_name, &input.action_name, token)
+        .await?
+        .ok_or_else(invalid)?;
     if row.status != "InProgress" {
         return Err(ApiError::new(ErrorCode::ApprovalAlreadyCompletedException, "This approval request has already been answered"));
     }
@@ -505,7 +522,8 @@ pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<
     let pipeline = input.name.as_str();
     let mut conn = cx.pool().acquire().await?;
     let row = pipelines::get(&mut conn, &cx.account_id, pipeline, None).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
-    let decl: PipelineDeclaration = serde_json::from_value(row.declaration.clone()).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    let decl: PipelineDeclaration =
+        serde_json::from_value(row.declaration.clone()).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     let latest_stages = store::latest_stages(&mut conn, &cx.account_id, pipeline).await?;
     let latest_pairs: Vec<(Uuid, String)> = latest_stages.iter().map(|l| (l.execution_id, l.stage_name.clone())).collect();
     let rules = rule_executions::of_stages(&mut conn, &cx.account_id, pipeline, &latest_pairs).await?;
@@ -613,7 +631,12 @@ fn trigger(e: &ExecutionRow) -> Value {
 }
 
 /// Source revisions of an execution: (action name, output artifact, revision).
-async fn source_revisions(conn: &mut PgConnection, cx: &Cx, pipeline: &str, e: &ExecutionRow) -> Result<Vec<(String, String, Value)>, ApiError> {
+async fn source_revisions(
+    conn: &mut PgConnection,
+    cx: &Cx,
+    pipeline: &str,
+    e: &ExecutionRow,
+) -> Result<Vec<(String, String, Value)>, ApiError> {
     let rows = store::execution_actions(conn, &cx.account_id, pipeline, e.execution_id).await?;
     Ok(rows
         .into_iter()
@@ -640,7 +663,9 @@ pub async fn get_pipeline_execution(cx: Cx, input: GetPipelineExecutionInput) ->
         return Err(engine::not_found_error(pipeline));
     }
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
-    let e = store::get_execution(&mut conn, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
+    let e = store::get_execution(&mut conn, &cx.account_id, pipeline, id)
+        .await?
+        .ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
     let revisions: Vec<Value> = source_revisions(&mut conn, &cx, pipeline, &e)
         .await?
         .into_iter()
@@ -731,10 +756,7 @@ pub async fn list_pipeline_executions(cx: Cx, input: ListPipelineExecutionsInput
 fn seq_token(token: Option<&str>) -> Result<Option<i64>, ApiError> {
     match page_token::decode(token)? {
         None => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::new(ErrorCode::InvalidNextTokenException, "The next token is not valid.")),
+        Some(s) => s.parse().map(Some).map_err(|_| ApiError::new(ErrorCode::InvalidNextTokenException, "The next token is not valid.")),
     }
 }
 
@@ -778,7 +800,8 @@ async fn execution_filter(conn: &mut PgConnection, cx: &Cx, pipeline: &str, filt
     if !pipelines::exists(conn, &cx.account_id, pipeline).await? {
         return Err(engine::not_found_error(pipeline));
     }
-    let id = filter.and_then(|f| f["pipelineExecutionId"].as_str().or_else(|| f["latestInPipelineExecution"]["pipelineExecutionId"].as_str()));
+    let id =
+        filter.and_then(|f| f["pipelineExecutionId"].as_str().or_else(|| f["latestInPipelineExecution"]["pipelineExecutionId"].as_str()));
     let Some(id) = id else { return Ok(None) };
     let uuid = parse_execution_id(id, pipeline)?;
     store::get_execution(conn, &cx.account_id, pipeline, uuid).await?.ok_or_else(|| execution_not_found(id, pipeline))?;
@@ -851,9 +874,7 @@ pub struct ListRuleTypesInput {}
 /// evaluates (`engine::conditions`; other AWS rules are accepted in
 /// pipelines but never met). The owner filter can only be AWS.
 pub async fn list_rule_types(_cx: Cx, _input: ListRuleTypesInput) -> Result<Value, ApiError> {
-    let property = |name: &str, required: bool, description: &str| {
-        json!({"name": name, "required": required, "key": true, "secret": false, "queryable": false, "description": description, "type": "String"})
-    };
+    let property = |name: &str, required: bool, description: &str| json!({"name": name, "required": required, "key": true, "secret": false, "queryable": false, "description": description, "type": "String"});
     let rule_type = |provider: &str, properties: Vec<Value>| {
         json!({
             "id": {"category": "Rule", "owner": "AWS", "provider": provider, "version": "1"},
@@ -934,10 +955,16 @@ pub struct ListDeployActionExecutionTargetsInput {
 pub async fn list_deploy_action_execution_targets(cx: Cx, input: ListDeployActionExecutionTargetsInput) -> Result<Value, ApiError> {
     let mut conn = cx.pool().acquire().await?;
     if let Some(p) = &input.pipeline_name
-        && !pipelines::exists(&mut conn, &cx.account_id, p).await? {
-            return Err(engine::not_found_error(p));
-        }
-    let missing = || ApiError::new(ErrorCode::ActionExecutionNotFoundException, format!("Action execution '{}' was not found", input.action_execution_id));
+        && !pipelines::exists(&mut conn, &cx.account_id, p).await?
+    {
+        return Err(engine::not_found_error(p));
+    }
+    let missing = || {
+        ApiError::new(
+            ErrorCode::ActionExecutionNotFoundException,
+            format!("Action execution '{}' was not found", input.action_execution_id),
+        )
+    };
     let id = Uuid::parse_str(&input.action_execution_id).map_err(|_| missing())?;
     let owner = store::action_pipeline(&mut conn, &cx.account_id, id).await?.ok_or_else(missing)?;
     if input.pipeline_name.as_ref().is_some_and(|p| *p != owner) {
@@ -968,10 +995,16 @@ pub async fn override_stage_condition(cx: Cx, input: OverrideStageConditionInput
         return Err(stage_not_found(stage, pipeline));
     }
     let id = parse_execution_id(&input.pipeline_execution_id, pipeline)?;
-    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id).await?.ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
+    let e = store::get_execution(&mut tx, &cx.account_id, pipeline, id)
+        .await?
+        .ok_or_else(|| execution_not_found(&input.pipeline_execution_id, pipeline))?;
     let scope = cx.scope(pipeline, locked);
-    let its_stage = engine::declaration(&mut tx, scope, e.pipeline_version).await?.stages.get(e.stage_index as usize).map(|s| s.name.clone());
-    let waiting = e.status == "InProgress" && e.stage_phase == "Running" && its_stage.as_deref() == Some(stage) && e.checking.as_deref() == Some(kind);
+    let its_stage =
+        engine::declaration(&mut tx, scope, e.pipeline_version).await?.stages.get(e.stage_index as usize).map(|s| s.name.clone());
+    let waiting = e.status == "InProgress"
+        && e.stage_phase == "Running"
+        && its_stage.as_deref() == Some(stage)
+        && e.checking.as_deref() == Some(kind);
     if !waiting {
         return Err(ApiError::new(
             ErrorCode::ConditionNotOverridableException,

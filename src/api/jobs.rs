@@ -9,9 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{Cx, Empty};
@@ -20,9 +20,9 @@ use crate::crypto::SEALED_PREFIX;
 use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::action_types::{self as type_store, ActionTypeRow};
 use crate::store::executions::{self as store, ActionUpdate};
 use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow, Then};
-use crate::store::action_types::{self as type_store, ActionTypeRow};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,8 +84,8 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     // otherwise the type says what is wrong, and nothing was claimed.
     let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
     let mut conn = cx.pool().acquire().await?;
-    let polled = jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit)
-        .await?;
+    let polled =
+        jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit).await?;
     let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
     query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;
     for j in polled.jobs.iter().filter(|j| j.alone) {
@@ -373,7 +373,8 @@ pub async fn succeed(cx: &Cx, job_id: &str, owner: &str, input: PutJobSuccessRes
         }
     }
     let uuid = Uuid::parse_str(job_id).map_err(|_| job_not_found(job_id))?;
-    let details = input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
+    let details =
+        input.execution_details.unwrap_or(ExecutionDetails { summary: None, external_execution_id: None, percent_complete: None });
     let revision = input.current_revision.map(|r| {
         let mut rev = json!({"revisionId": r["revision"], "revisionChangeId": r["changeIdentifier"]});
         if let Some(c) = parse_timestamp(&r["created"]) {

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use super::action_types::{lock_account, types_for_account};
-use crate::store::executions::lock_pipeline;
 use super::tags::{self, Resource, ResourceArn, Tag};
 use super::{Cx, Empty, epoch_seconds, page_token};
 use crate::crypto::{SEALED_PREFIX, configuration_aad};
 use crate::pipeline::action_types::{ActionType, SECRET_MASK};
 use crate::pipeline::{ActionTypeId, PipelineDeclaration, validate};
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::executions::lock_pipeline;
 use crate::store::pipelines::{self, PipelineRow};
 
 /// Quota: pipelines per account (DIGEST §5.1).
@@ -125,11 +125,7 @@ fn not_found(name: &str) -> ApiError {
 
 /// Parses the typed view and applies the structure rules against the
 /// action types this account may use.
-async fn check_structure(
-    cx: &Cx,
-    conn: &mut PgConnection,
-    pipeline: &Value,
-) -> Result<HashMap<ActionTypeId, ActionType>, ApiError> {
+async fn check_structure(cx: &Cx, conn: &mut PgConnection, pipeline: &Value) -> Result<HashMap<ActionTypeId, ActionType>, ApiError> {
     let typed: PipelineDeclaration =
         serde_json::from_value(pipeline.clone()).map_err(|e| ApiError::serialization(format!("pipeline: {e}")))?;
     let types = types_for_account(conn, &cx.account_id, false).await?;
@@ -147,7 +143,11 @@ fn secret_values(pipeline: &Value, types: &HashMap<ActionTypeId, ActionType>) ->
             let Some(t) = types.get(&id) else { continue };
             for (key, value) in action["configuration"].as_object().into_iter().flatten() {
                 if t.is_secret(key) {
-                    let at = (stage["name"].as_str().unwrap_or_default().to_owned(), action["name"].as_str().unwrap_or_default().to_owned(), key.clone());
+                    let at = (
+                        stage["name"].as_str().unwrap_or_default().to_owned(),
+                        action["name"].as_str().unwrap_or_default().to_owned(),
+                        key.clone(),
+                    );
                     found.push((at, value.as_str().unwrap_or_default().to_owned()));
                 }
             }
@@ -169,10 +169,7 @@ fn mask_secrets(mut pipeline: Value, types: &HashMap<ActionTypeId, ActionType>) 
 }
 
 fn config_value_mut<'a>(pipeline: &'a mut Value, stage: &str, action: &str, key: &str) -> Option<&'a mut Value> {
-    pipeline["stages"]
-        .as_array_mut()?
-        .iter_mut()
-        .find(|s| s["name"] == stage)?["actions"]
+    pipeline["stages"].as_array_mut()?.iter_mut().find(|s| s["name"] == stage)?["actions"]
         .as_array_mut()?
         .iter_mut()
         .find(|a| a["name"] == action)?["configuration"]
@@ -200,18 +197,16 @@ fn restore_masked_secrets(mut pipeline: Value, previous: &Value, types: &HashMap
     let old: HashMap<_, _> = secret_values(previous, types).into_iter().collect();
     for (at, value) in secret_values(&pipeline, types) {
         if value == SECRET_MASK
-            && let (Some(kept), Some(slot)) = (old.get(&at), config_value_mut(&mut pipeline, &at.0, &at.1, &at.2)) {
-                *slot = Value::String(kept.clone());
-            }
+            && let (Some(kept), Some(slot)) = (old.get(&at), config_value_mut(&mut pipeline, &at.0, &at.1, &at.2))
+        {
+            *slot = Value::String(kept.clone());
+        }
     }
     pipeline
 }
 
 async fn count_pipelines(conn: &mut PgConnection, account_id: &str) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("select count(*) from pipeline where account_id = $1")
-        .bind(account_id)
-        .fetch_one(conn)
-        .await?;
+    let (n,): (i64,) = sqlx::query_as("select count(*) from pipeline where account_id = $1").bind(account_id).fetch_one(conn).await?;
     Ok(n)
 }
 

@@ -143,9 +143,9 @@ impl ResourceArn {
         // `aws(-\w+)*`, as the model's ResourceArn pattern: aws, aws-cn, aws-us-gov...
         let partition_ok = partition.strip_prefix("aws").is_some_and(|rest| {
             rest.is_empty()
-                || rest.strip_prefix('-').is_some_and(|r| {
-                    r.split('-').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-                })
+                || rest
+                    .strip_prefix('-')
+                    .is_some_and(|r| r.split('-').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')))
         });
         let region_ok = !region.is_empty() && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         let account_ok = account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit());
@@ -171,12 +171,7 @@ impl ResourceArn {
         } else {
             is_resource_name(resource).then(|| Resource::Pipeline { name: resource.to_owned() })?
         };
-        Some(ResourceArn {
-            partition: partition.to_owned(),
-            region: region.to_owned(),
-            account_id: account_id.to_owned(),
-            resource,
-        })
+        Some(ResourceArn { partition: partition.to_owned(), region: region.to_owned(), account_id: account_id.to_owned(), resource })
     }
 }
 

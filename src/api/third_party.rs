@@ -42,8 +42,9 @@ pub async fn poll_for_third_party_jobs(cx: Cx, input: PollForThirdPartyJobsInput
         return Err(jobs::wrong_owner(id, OWNER));
     }
     let mut conn = cx.pool().acquire().await?;
-    let polled = job_store::poll_third_party(&mut conn, &cx.account_id, id, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit)
-        .await?;
+    let polled =
+        job_store::poll_third_party(&mut conn, &cx.account_id, id, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit)
+            .await?;
     if !polled.type_live {
         return Err(jobs::type_not_found(id));
     }

@@ -278,9 +278,7 @@ fn check_authentication(def: &WebhookDefinition) -> Result<(), ApiError> {
                 return refuse("IP authentication takes AllowedIPRange and no other property".into());
             };
             if !is_cidr_block(range) {
-                return refuse(format!(
-                    "AllowedIPRange '{range}' is not a CIDR block such as 192.0.2.0/24 or 2001:db8::/32"
-                ));
+                return refuse(format!("AllowedIPRange '{range}' is not a CIDR block such as 192.0.2.0/24 or 2001:db8::/32"));
             }
         }
         WebhookAuthenticationType::Unauthenticated => {
@@ -303,10 +301,7 @@ fn is_cidr_block(range: &str) -> bool {
 /// Errors: PipelineNotFoundException, ValidationException.
 async fn check_target(conn: &mut PgConnection, account_id: &str, def: &WebhookDefinition) -> Result<(), ApiError> {
     let pipeline = pipelines::get(conn, account_id, &def.target_pipeline, None).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::PipelineNotFoundException,
-            format!("Account does not have a pipeline with name '{}'", def.target_pipeline),
-        )
+        ApiError::new(ErrorCode::PipelineNotFoundException, format!("Account does not have a pipeline with name '{}'", def.target_pipeline))
     })?;
     let first_stage = &pipeline.declaration["stages"][0];
     let in_first_stage = first_stage["actions"]
@@ -458,11 +453,8 @@ pub async fn list_webhooks(cx: Cx, input: ListWebhooksInput) -> Result<ListWebho
     for t in tag_store::list_many(&mut conn, &cx.account_id, &arns).await? {
         tags.entry(t.resource_arn).or_default().push(Tag { key: t.key, value: t.value });
     }
-    let webhooks = rows
-        .into_iter()
-        .zip(arns)
-        .map(|(row, arn)| item(&cx, row, tags.remove(&arn).unwrap_or_default()))
-        .collect::<Result<_, _>>()?;
+    let webhooks =
+        rows.into_iter().zip(arns).map(|(row, arn)| item(&cx, row, tags.remove(&arn).unwrap_or_default())).collect::<Result<_, _>>()?;
     Ok(ListWebhooksOutput { webhooks, next_token })
 }
 

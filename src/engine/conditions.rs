@@ -245,9 +245,11 @@ pub fn configuration_problem(rule: &Value) -> Option<String> {
             let pattern = literal("Value").filter(|_| operator == "MATCHES")?;
             Regex::new(pattern).err().map(|e| format!("Value is not a valid regular expression: {e}"))
         }),
-        "DeploymentWindow" => missing(&["Cron"])
-            .or_else(|| literal("Cron").and_then(|cron| window_cron(cron).err()))
-            .or_else(|| literal("TimeZone").filter(|z| z.parse::<Tz>().is_err()).map(|z| format!("TimeZone '{z}' is not a time zone name of the IANA database"))),
+        "DeploymentWindow" => missing(&["Cron"]).or_else(|| literal("Cron").and_then(|cron| window_cron(cron).err())).or_else(|| {
+            literal("TimeZone")
+                .filter(|z| z.parse::<Tz>().is_err())
+                .map(|z| format!("TimeZone '{z}' is not a time zone name of the IANA database"))
+        }),
         _ => None,
     }
 }
@@ -325,7 +327,10 @@ mod tests {
         );
         let unmet = unmet(decision);
         assert_eq!(unmet.result, "SKIP");
-        assert_eq!(outcomes.iter().map(|o| (o.rule_name.as_str(), o.verdict.status())).collect::<Vec<_>>(), [("ok", "Succeeded"), ("branch", "Failed")]);
+        assert_eq!(
+            outcomes.iter().map(|o| (o.rule_name.as_str(), o.verdict.status())).collect::<Vec<_>>(),
+            [("ok", "Succeeded"), ("branch", "Failed")]
+        );
         assert_eq!(outcomes[0].input["resolvedConfiguration"]["Variable"], "release/1.2");
         assert_eq!(outcomes[0].input["configuration"]["Variable"], "#{Build.Branch}");
         assert_eq!(unmet.why, "rule 'branch': #{Build.Branch} is 'release/1.2', not EQ 'main'");
@@ -367,7 +372,8 @@ mod tests {
 
     #[test]
     fn rules_this_server_cannot_run_are_not_met() {
-        let alarm = json!([{"name": "alarm", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"}}]);
+        let alarm =
+            json!([{"name": "alarm", "ruleTypeId": {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"}}]);
         let unmet = unmet(decide(&hook("FAIL", alarm), &HashMap::new()));
         assert_eq!(unmet.why, "rule 'alarm': CloudWatchAlarm rules cannot be evaluated by this server");
         assert_eq!(check(None, &HashMap::new(), Utc::now(), None, true).1, Decision::Met);
@@ -393,12 +399,21 @@ mod tests {
         let saturdays = hook("FAIL", json!([window("* * * ? * L *", None, None)]));
         assert_eq!(check(Some(&saturdays), &vars, at(2026, 11, 27, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 11, 28, 0, 0, 0)));
         let last_friday = hook("FAIL", json!([window("* * * ? * 6L *", None, None)]));
-        assert_eq!(check(Some(&last_friday), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 12, 25, 0, 0, 0)));
+        assert_eq!(
+            check(Some(&last_friday), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1,
+            Decision::Pending(at(2026, 12, 25, 0, 0, 0))
+        );
         let first_monday = hook("FAIL", json!([window("* * * ? * 2#1 *", None, None)]));
-        assert_eq!(check(Some(&first_monday), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1, Decision::Pending(at(2026, 12, 7, 0, 0, 0)));
+        assert_eq!(
+            check(Some(&first_monday), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1,
+            Decision::Pending(at(2026, 12, 7, 0, 0, 0))
+        );
         // A year field: this window has passed for good.
         let gone = hook("FAIL", json!([window("* * * * * ? 2020", None, None)]));
-        assert_eq!(unmet(check(Some(&gone), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1).why, "rule 'window': the deployment window given by Cron never opens");
+        assert_eq!(
+            unmet(check(Some(&gone), &vars, at(2026, 11, 28, 12, 0, 0), None, true).1).why,
+            "rule 'window': the deployment window given by Cron never opens"
+        );
     }
 
     #[test]

@@ -124,12 +124,7 @@ impl<'a> Start<'a> {
 
 /// Creates an execution of the pipeline's current version and runs it as far
 /// as it can go. The caller holds the pipeline lock.
-pub async fn start_execution(
-    conn: &mut PgConnection,
-    scope: Scope<'_>,
-    version: i32,
-    start: Start<'_>,
-) -> Result<Uuid, ApiError> {
+pub async fn start_execution(conn: &mut PgConnection, scope: Scope<'_>, version: i32, start: Start<'_>) -> Result<Uuid, ApiError> {
     let decl = declaration(conn, scope, version).await?;
     let mut variables = Vec::new();
     for declared in &decl.variables {
@@ -145,7 +140,9 @@ pub async fn start_execution(
     for o in &start.source_overrides {
         let action = o["actionName"].as_str().unwrap_or_default();
         if !decl.stages[0].actions.iter().any(|a| a.name == action) {
-            return Err(ApiError::validation(format!("Source revision override names '{action}', which is not a source action of the pipeline")));
+            return Err(ApiError::validation(format!(
+                "Source revision override names '{action}', which is not a source action of the pipeline"
+            )));
         }
     }
     let mut seen = Seen { disabled: start.disabled_transitions, ..Default::default() };
@@ -381,7 +378,13 @@ async fn run_with(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<
     Ok(())
 }
 
-async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, decl: &PipelineDeclaration, seen: &mut Seen) -> Result<Step, ApiError> {
+async fn try_enter(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    e: &ExecutionRow,
+    decl: &PipelineDeclaration,
+    seen: &mut Seen,
+) -> Result<Step, ApiError> {
     let (account, pipeline) = (scope.account_id, scope.pipeline);
     if e.status == "Stopping" {
         // Stopped while waiting: it never enters.
@@ -442,7 +445,13 @@ async fn try_enter(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, 
 
 /// An unmet entry condition: the stage is skipped (SKIP) or fails with the
 /// execution (FAIL).
-async fn refuse_entry(conn: &mut PgConnection, scope: Scope<'_>, e: &ExecutionRow, decl: &PipelineDeclaration, unmet: conditions::Unmet) -> Result<Step, ApiError> {
+async fn refuse_entry(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    e: &ExecutionRow,
+    decl: &PipelineDeclaration,
+    unmet: conditions::Unmet,
+) -> Result<Step, ApiError> {
     let i = e.stage_index as usize;
     let stage = &decl.stages[i];
     let summary = format!("Stage '{}' entry condition not met: {}", stage.name, unmet.why);
@@ -478,7 +487,8 @@ async fn step_stage(
             return Ok(Step::Idle);
         }
         if e.checking.is_some() {
-            rule_executions::close_open(conn, account, pipeline, e.execution_id, None, "Abandoned", Some("The execution was stopped")).await?;
+            rule_executions::close_open(conn, account, pipeline, e.execution_id, None, "Abandoned", Some("The execution was stopped"))
+                .await?;
         }
         let summary = e.stop_reason.clone().unwrap_or_else(|| "Stopped".into());
         let stop = Move { stage: Some((&stage.name, "Stopped")), status: Some("Stopped"), summary: Some(&summary), ..Default::default() };
@@ -633,7 +643,14 @@ async fn fail_stage(
 }
 
 /// Where an artifact of this execution lives in the artifact store.
-fn artifact_location(decl: &PipelineDeclaration, region: &str, action_region: Option<&str>, pipeline: &str, execution_id: Uuid, artifact: &str) -> (String, String) {
+fn artifact_location(
+    decl: &PipelineDeclaration,
+    region: &str,
+    action_region: Option<&str>,
+    pipeline: &str,
+    execution_id: Uuid,
+    artifact: &str,
+) -> (String, String) {
     let region = action_region.unwrap_or(region);
     let bucket = decl
         .artifact_store
@@ -854,7 +871,8 @@ async fn start_action<'a>(
     let produced_revision = |artifact: &str| -> Option<String> {
         producer(artifact).and_then(|r| r.revision.as_ref()).and_then(|rev| rev["revisionId"].as_str().map(str::to_owned))
     };
-    let output_location = |name: &str| artifact_location(decl, scope.region, action.region.as_deref(), scope.pipeline, e.execution_id, name);
+    let output_location =
+        |name: &str| artifact_location(decl, scope.region, action.region.as_deref(), scope.pipeline, e.execution_id, name);
     let artifact_detail = |name: &str, out: bool| {
         let (bucket, key) = if out { output_location(name) } else { location(name) };
         json!({"name": name, "s3location": {"bucket": bucket, "key": key}})
@@ -908,7 +926,8 @@ async fn start_action<'a>(
         if let Some(revision) = known {
             new.status = "Succeeded";
             let revision_id = revision["revisionId"].as_str().unwrap_or_default().to_owned();
-            new.output["executionResult"] = json!({"externalExecutionId": revision_id, "externalExecutionSummary": format!("Revision {revision_id}")});
+            new.output["executionResult"] =
+                json!({"externalExecutionId": revision_id, "externalExecutionSummary": format!("Revision {revision_id}")});
             new.revision = Some(revision);
             return Ok(starts.action(new));
         }
@@ -969,7 +988,6 @@ async fn start_action<'a>(
     Ok(starts.action(new))
 }
 
-
 /// Finishes (or updates) an in-progress action and lets the pipeline move
 /// on. False when the action was no longer in progress.
 pub async fn complete_action(
@@ -994,7 +1012,12 @@ pub async fn complete_action(
 /// them: whoever ends last then always moves the stage on, rather than
 /// leaving it to the sweeper. Waiting here is safe: such a result holds
 /// only its own rows and waits for nothing.
-pub async fn action_ended(conn: &mut PgConnection, scope: Scope<'_>, execution: ExecutionRow, stage: Vec<ActionState>) -> Result<(), ApiError> {
+pub async fn action_ended(
+    conn: &mut PgConnection,
+    scope: Scope<'_>,
+    execution: ExecutionRow,
+    stage: Vec<ActionState>,
+) -> Result<(), ApiError> {
     let stage = match stage.iter().find(|a| a.status == "InProgress") {
         Some(other) => {
             store::await_writers(conn, scope.account_id, scope.pipeline, execution.execution_id, &other.stage_name).await?;

@@ -56,11 +56,13 @@ async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
     // action and execution ids never collide, so one list serves all three.
     let skip = failing.waiting(now);
     for (account_id, pipeline, job_id, action_execution_id) in jobs::overdue(&mut conn, now, BATCH, &skip).await? {
-        let done = time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await;
+        let done =
+            time_out(app, &account_id, &pipeline, Some(job_id), action_execution_id, "The job did not finish within its timeout").await;
         failing.note(job_id, done, now, &account_id, &pipeline, "job timeout");
     }
     for (account_id, pipeline, action_execution_id) in store::overdue_actions(&mut conn, now, BATCH, &skip).await? {
-        let done = time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await;
+        let done =
+            time_out(app, &account_id, &pipeline, None, action_execution_id, "The approval was not answered within its timeout").await;
         failing.note(action_execution_id, done, now, &account_id, &pipeline, "approval timeout");
     }
     for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH, &skip).await? {

@@ -58,7 +58,8 @@ fn triggers(p: &PipelineDeclaration) -> Result<(), ApiError> {
         let git = &trigger["gitConfiguration"];
         let name = git["sourceActionName"].as_str().unwrap_or_default();
         let action = p.stages.first().and_then(|s| s.actions.iter().find(|a| a.name == name));
-        let is_connection = action.is_some_and(|a| a.action_type_id.owner == "AWS" && a.action_type_id.provider == "CodeStarSourceConnection");
+        let is_connection =
+            action.is_some_and(|a| a.action_type_id.owner == "AWS" && a.action_type_id.provider == "CodeStarSourceConnection");
         if !is_connection {
             return Err(structure(format!(
                 "Trigger names source action '{name}', which is not a CodeStarSourceConnection action of the first stage"
@@ -241,7 +242,10 @@ fn action_level(stage: &StageDeclaration, action: &ActionDeclaration, types: &Ha
         }
     }
     if action.region.is_some() && (id.category == "Source" || id.owner != "AWS") {
-        return Err(action_error(format!("{} cannot set a region: source, custom and third-party actions run in the pipeline's region", capitalise(&at()))));
+        return Err(action_error(format!(
+            "{} cannot set a region: source, custom and third-party actions run in the pipeline's region",
+            capitalise(&at())
+        )));
     }
     if action.timeout_in_minutes.is_some() && !super::action_types::is_manual_approval(id) {
         return Err(action_error(format!("{} sets timeoutInMinutes, which applies only to manual approval actions", capitalise(&at()))));
@@ -296,12 +300,13 @@ fn artifacts_and_namespaces(p: &PipelineDeclaration) -> Result<(), ApiError> {
     for stage in &p.stages {
         for action in &stage.actions {
             if let Some(ns) = &action.namespace
-                && (!namespaces.insert(ns.as_str()) || outputs.contains(ns.as_str())) {
-                    return Err(action_error(format!(
-                        "Namespace '{ns}' of action '{}' in stage '{}' is not unique: namespaces must be unique across the pipeline definition and differ from artifact names",
-                        action.name, stage.name
-                    )));
-                }
+                && (!namespaces.insert(ns.as_str()) || outputs.contains(ns.as_str()))
+            {
+                return Err(action_error(format!(
+                    "Namespace '{ns}' of action '{}' in stage '{}' is not unique: namespaces must be unique across the pipeline definition and differ from artifact names",
+                    action.name, stage.name
+                )));
+            }
         }
     }
     Ok(())

@@ -43,13 +43,7 @@ pub async fn authenticate(app: &App, method: &Method, uri: &Uri, headers: &Heade
             key
         }
     };
-    let request = sigv4::Request {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers,
-        body,
-    };
+    let request = sigv4::Request { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), headers, body };
     sigv4::verify(&request, &auth, &key.secret, &app.config.region, SERVICE, Utc::now()).map_err(signature_error)?;
     Ok(Caller { account_id: key.account_id, access_key_id })
 }

@@ -92,12 +92,9 @@ async fn process(app: &Arc<App>, method: &Method, uri: &Uri, headers: &HeaderMap
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::RequestEntityTooLargeException,
-            format!("Request body exceeds the limit of {limit} bytes"),
-        )
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::RequestEntityTooLargeException, format!("Request body exceeds the limit of {limit} bytes")))
 }
 
 /// An empty body is `{}` (as botocore treats it); anything else must be JSON.

@@ -25,14 +25,8 @@ const MODEL_JSON: &str = include_str!("model/service-2.json");
 /// Strings whose content must never be echoed in an error message even though
 /// the model does not mark them `sensitive`: action configuration values can
 /// hold secrets, and tokens are credentials.
-const NEVER_ECHO: &[&str] = &[
-    "ActionConfigurationValue",
-    "ClientToken",
-    "ContinuationToken",
-    "Nonce",
-    "WebhookAuthConfigurationSecretToken",
-    "ApprovalToken",
-];
+const NEVER_ECHO: &[&str] =
+    &["ActionConfigurationValue", "ClientToken", "ContinuationToken", "Nonce", "WebhookAuthConfigurationSecretToken", "ApprovalToken"];
 
 #[derive(Deserialize)]
 struct RawModel {
@@ -156,10 +150,8 @@ impl Walk<'_> {
                 let obj = v.as_object().ok_or_else(|| Self::type_error(path, "an object", v))?;
                 for req in &shape.required {
                     if obj.get(req).is_none_or(Value::is_null) {
-                        self.violations.push(format!(
-                            "Value null at '{}' failed to satisfy constraint: Member must not be null",
-                            join(path, req)
-                        ));
+                        self.violations
+                            .push(format!("Value null at '{}' failed to satisfy constraint: Member must not be null", join(path, req)));
                     }
                 }
                 for (name, member) in &shape.members {
@@ -256,18 +248,20 @@ impl Walk<'_> {
         let value = shown.map(|s| format!(" '{s}'")).unwrap_or_default();
         self.length(shape, s.chars().count(), path, None);
         if let Some(pattern) = &shape.pattern
-            && !self.model.patterns[pattern].is_match(s) {
-                self.violations.push(format!(
-                    "Value{value} at '{path}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"
-                ));
-            }
+            && !self.model.patterns[pattern].is_match(s)
+        {
+            self.violations.push(format!(
+                "Value{value} at '{path}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"
+            ));
+        }
         if let Some(values) = &shape.enum_values
-            && !values.iter().any(|e| e == s) {
-                self.violations.push(format!(
-                    "Value{value} at '{path}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
-                    values.join(", ")
-                ));
-            }
+            && !values.iter().any(|e| e == s)
+        {
+            self.violations.push(format!(
+                "Value{value} at '{path}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                values.join(", ")
+            ));
+        }
     }
 }
 
@@ -316,9 +310,15 @@ mod tests {
 
     #[test]
     fn all_violations_are_reported_together() {
-        let (_, msg) = message("DisableStageTransition", json!({"pipelineName": "p", "stageName": "s", "transitionType": "Sideways", "reason": "no, thanks"}));
+        let (_, msg) = message(
+            "DisableStageTransition",
+            json!({"pipelineName": "p", "stageName": "s", "transitionType": "Sideways", "reason": "no, thanks"}),
+        );
         assert!(msg.starts_with("2 validation errors detected: "), "{msg}");
-        assert!(msg.contains("at 'transitionType' failed to satisfy constraint: Member must satisfy enum value set: [Inbound, Outbound]"), "{msg}");
+        assert!(
+            msg.contains("at 'transitionType' failed to satisfy constraint: Member must satisfy enum value set: [Inbound, Outbound]"),
+            "{msg}"
+        );
         assert!(msg.contains("at 'reason' failed to satisfy constraint: Member must satisfy regular expression pattern"), "{msg}");
     }
 
@@ -335,7 +335,10 @@ mod tests {
     #[test]
     fn lengths_and_ranges_are_enforced() {
         let (_, msg) = message("ListPipelines", json!({"maxResults": 0}));
-        assert_eq!(msg, "1 validation error detected: Value '0' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1");
+        assert_eq!(
+            msg,
+            "1 validation error detected: Value '0' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        );
         let (_, msg) = message("GetPipeline", json!({"name": "x".repeat(101)}));
         assert!(msg.contains("Member must have length less than or equal to 100"), "{msg}");
     }
@@ -358,7 +361,8 @@ mod tests {
 
     #[test]
     fn map_keys_are_checked() {
-        let body = json!({"actionTypeId": {"category": "Build", "owner": "Custom", "provider": "P", "version": "1"}, "queryParam": {"": "v"}});
+        let body =
+            json!({"actionTypeId": {"category": "Build", "owner": "Custom", "provider": "P", "version": "1"}, "queryParam": {"": "v"}});
         let (_, msg) = message("PollForJobs", body);
         assert!(msg.contains("Map keys must satisfy constraint: [Member must have length greater than or equal to 1]"), "{msg}");
     }

@@ -81,15 +81,9 @@ pub async fn create_account(
     Ok(IssuedKey { account_id: id, access_key_id, secret_access_key: secret })
 }
 
-pub async fn create_access_key(
-    conn: &mut PgConnection,
-    secrets: &SecretBox,
-    account_id: &str,
-) -> Result<IssuedKey, AccountError> {
-    let exists: Option<(String,)> = sqlx::query_as("select account_id from account where account_id = $1")
-        .bind(account_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn create_access_key(conn: &mut PgConnection, secrets: &SecretBox, account_id: &str) -> Result<IssuedKey, AccountError> {
+    let exists: Option<(String,)> =
+        sqlx::query_as("select account_id from account where account_id = $1").bind(account_id).fetch_optional(&mut *conn).await?;
     if exists.is_none() {
         return Err(AccountError::NoSuchAccount(account_id.to_owned()));
     }
@@ -117,12 +111,7 @@ async fn insert_key(
 /// Creates the development account and key if they do not exist yet. An
 /// existing dev key is left alone, so a changed secret override does not
 /// silently rotate credentials that scripts already use.
-pub async fn ensure_dev_account(
-    pool: &PgPool,
-    secrets: &SecretBox,
-    access_key_id: &str,
-    secret: &str,
-) -> Result<(), AccountError> {
+pub async fn ensure_dev_account(pool: &PgPool, secrets: &SecretBox, access_key_id: &str, secret: &str) -> Result<(), AccountError> {
     let mut tx = pool.begin().await?;
     sqlx::query("insert into account (account_id, name) values ('000000000000', 'default') on conflict do nothing")
         .execute(&mut *tx)
@@ -160,10 +149,7 @@ pub async fn list_accounts(conn: &mut PgConnection) -> Result<Vec<AccountSummary
 }
 
 pub async fn delete_access_key(conn: &mut PgConnection, access_key_id: &str) -> Result<(), AccountError> {
-    let deleted = sqlx::query("delete from access_key where access_key_id = $1")
-        .bind(access_key_id)
-        .execute(conn)
-        .await?;
+    let deleted = sqlx::query("delete from access_key where access_key_id = $1").bind(access_key_id).execute(conn).await?;
     if deleted.rows_affected() == 0 {
         return Err(AccountError::NoSuchKey(access_key_id.to_owned()));
     }

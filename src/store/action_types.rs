@@ -65,11 +65,10 @@ pub async fn list(conn: &mut PgConnection, account_id: &str, include_deleted: bo
 }
 
 pub async fn count_live_custom(conn: &mut PgConnection, account_id: &str) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) =
-        sqlx::query_as("select count(*) from action_type where account_id = $1 and owner = 'Custom' and deleted_at is null")
-            .bind(account_id)
-            .fetch_one(conn)
-            .await?;
+    let (n,): (i64,) = sqlx::query_as("select count(*) from action_type where account_id = $1 and owner = 'Custom' and deleted_at is null")
+        .bind(account_id)
+        .fetch_one(conn)
+        .await?;
     Ok(n)
 }
 

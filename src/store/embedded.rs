@@ -217,29 +217,19 @@ impl EmbeddedPostgres {
 
     fn locate(data_dir: &Path) -> Result<Self> {
         let mut bin_dir = Self::find_bin_dir()?;
-        fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-        let data_dir = fs::canonicalize(data_dir)
-            .with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
+        fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let data_dir = fs::canonicalize(data_dir).with_context(|| format!("cannot resolve data directory {}", data_dir.display()))?;
         // A cluster only runs under its own major version, and Debian keeps
         // the old version installed next to the new one after an upgrade.
         if let Ok(version) = fs::read_to_string(data_dir.join(CLUSTER_DIR).join("PG_VERSION")) {
-            let matching = Path::new("/usr/lib/postgresql")
-                .join(version.trim())
-                .join("bin");
+            let matching = Path::new("/usr/lib/postgresql").join(version.trim()).join("bin");
             if parse_version(version.trim()).is_some() && has_server_binaries(&matching) {
                 bin_dir = matching;
             }
         }
         let run_as = choose_run_as(&data_dir.join(CLUSTER_DIR))?;
         let socket_dir = choose_socket_dir(&data_dir);
-        Ok(EmbeddedPostgres {
-            data_dir,
-            bin_dir,
-            socket_dir,
-            run_as,
-            started_by_us: false,
-        })
+        Ok(EmbeddedPostgres { data_dir, bin_dir, socket_dir, run_as, started_by_us: false })
     }
 
     fn cluster_dir(&self) -> PathBuf {
@@ -263,10 +253,7 @@ impl EmbeddedPostgres {
     fn prepare_layout(&self) -> Result<()> {
         let cluster = self.cluster_dir();
         if !cluster.exists() {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&cluster)
-                .with_context(|| format!("cannot create {}", cluster.display()))?;
+            fs::DirBuilder::new().mode(0o700).create(&cluster).with_context(|| format!("cannot create {}", cluster.display()))?;
         }
         let log = self.data_dir.join(LOG_FILE);
         fs::OpenOptions::new()
@@ -279,9 +266,7 @@ impl EmbeddedPostgres {
             // Only a root-owned (or just created) cluster gets here with the
             // wrong owner; see choose_run_as.
             if fs::metadata(&cluster)?.uid() != user.uid {
-                chown_tree(&cluster, user, true).with_context(|| {
-                    format!("cannot give {} to user {}", cluster.display(), user.name)
-                })?;
+                chown_tree(&cluster, user, true).with_context(|| format!("cannot give {} to user {}", cluster.display(), user.name))?;
             }
             chown_if_needed(&log, user)?;
             // A later Millrace running as the cluster owner itself (not root)
@@ -293,10 +278,7 @@ impl EmbeddedPostgres {
 
     fn prepare_socket_dir(&self) -> Result<()> {
         let dir = &self.socket_dir;
-        let owner = self
-            .run_as
-            .as_ref()
-            .map_or_else(|| unsafe { libc::geteuid() }, |u| u.uid);
+        let owner = self.run_as.as_ref().map_or_else(|| unsafe { libc::geteuid() }, |u| u.uid);
         // Inside the data directory the path is ours to fix; the /tmp fallback
         // is shared with every local user, so there we only accept a directory
         // that is already the owner's, never a symlink or someone else's.
@@ -340,9 +322,7 @@ impl EmbeddedPostgres {
         // empties the directory again when it fails, so a retry is clean.
         let result = self.run_initdb("C.UTF-8").or_else(|e| {
             if format!("{e:#}").contains("invalid locale name") {
-                tracing::warn!(
-                    "locale C.UTF-8 is not available; creating the cluster with locale C"
-                );
+                tracing::warn!("locale C.UTF-8 is not available; creating the cluster with locale C");
                 self.run_initdb("C")
             } else {
                 Err(e)
@@ -365,10 +345,7 @@ impl EmbeddedPostgres {
     /// Makes a server started by hand (plain `pg_ctl start`) as closed as ours.
     fn append_conf_defaults(&self) -> Result<()> {
         let conf = self.cluster_dir().join("postgresql.conf");
-        let mut file = fs::OpenOptions::new()
-            .append(true)
-            .open(&conf)
-            .with_context(|| format!("cannot open {}", conf.display()))?;
+        let mut file = fs::OpenOptions::new().append(true).open(&conf).with_context(|| format!("cannot open {}", conf.display()))?;
         file.write_all(
             b"\n# Millrace embedded cluster: reachable only through its Unix socket.\n\
               listen_addresses = ''\n\
@@ -385,8 +362,7 @@ impl EmbeddedPostgres {
             && let Some(reason) = stale_pid_reason(pid, &fs::canonicalize(self.cluster_dir())?)
         {
             tracing::warn!(pid, file = %socket_lock.display(), "removing stale socket lock file: {reason}");
-            fs::remove_file(&socket_lock)
-                .with_context(|| format!("cannot remove stale {}", socket_lock.display()))?;
+            fs::remove_file(&socket_lock).with_context(|| format!("cannot remove stale {}", socket_lock.display()))?;
         }
         tracing::info!(data_dir = %self.data_dir.display(), socket_dir = %self.socket_dir.display(), "starting embedded PostgreSQL");
         let mut cmd = self.pg_command("pg_ctl");
@@ -399,8 +375,7 @@ impl EmbeddedPostgres {
             // would own; an immediate stop is safe (WAL recovery next time).
             if self.server_running().unwrap_or(false) {
                 let mut stop = self.pg_command("pg_ctl");
-                stop.args(["stop", "-D", CLUSTER_DIR, "-m", "immediate", "-w", "-t"])
-                    .arg(PG_CTL_WAIT_SECS.to_string());
+                stop.args(["stop", "-D", CLUSTER_DIR, "-m", "immediate", "-w", "-t"]).arg(PG_CTL_WAIT_SECS.to_string());
                 let _ = run_checked(&mut stop, PG_CTL_TIMEOUT);
             }
             let log = self.data_dir.join(LOG_FILE);
@@ -432,9 +407,7 @@ impl EmbeddedPostgres {
         // claimed jobs leave dead entries until a vacuum: every 5 s rather
         // than the default minute keeps that walk short (see
         // benches/README.md).
-        let mut opts =
-            format!("-c listen_addresses= -p {PORT} -c unix_socket_permissions=0700 -c autovacuum_naptime=5 -k ")
-                .into_bytes();
+        let mut opts = format!("-c listen_addresses= -p {PORT} -c unix_socket_permissions=0700 -c autovacuum_naptime=5 -k ").into_bytes();
         opts.extend(shell_quote(&dir));
         OsString::from_vec(opts)
     }
@@ -465,8 +438,7 @@ impl EmbeddedPostgres {
             return Ok(true);
         };
         tracing::warn!(pid, file = %pid_file.display(), "removing stale postmaster.pid: {reason}");
-        fs::remove_file(&pid_file)
-            .with_context(|| format!("cannot remove stale {}", pid_file.display()))?;
+        fs::remove_file(&pid_file).with_context(|| format!("cannot remove stale {}", pid_file.display()))?;
         Ok(false)
     }
 
@@ -490,15 +462,9 @@ impl EmbeddedPostgres {
 
     fn ensure_database(&self, name: &str) -> Result<()> {
         let literal = name.replace('\'', "''");
-        let exists = self.psql(
-            "postgres",
-            &format!("select 1 from pg_database where datname = '{literal}'"),
-        )?;
+        let exists = self.psql("postgres", &format!("select 1 from pg_database where datname = '{literal}'"))?;
         if exists.trim() != "1" {
-            tracing::info!(
-                database = name,
-                "creating database in the embedded PostgreSQL"
-            );
+            tracing::info!(database = name, "creating database in the embedded PostgreSQL");
             let ident = name.replace('"', "\"\"");
             self.psql("postgres", &format!("create database \"{ident}\""))?;
         }
@@ -512,18 +478,14 @@ impl EmbeddedPostgres {
         }
         tracing::info!(data_dir = %self.data_dir.display(), "stopping embedded PostgreSQL");
         let mut fast = self.pg_command("pg_ctl");
-        fast.args(["stop", "-D", CLUSTER_DIR, "-m", "fast", "-w", "-t"])
-            .arg(PG_CTL_WAIT_SECS.to_string());
+        fast.args(["stop", "-D", CLUSTER_DIR, "-m", "fast", "-w", "-t"]).arg(PG_CTL_WAIT_SECS.to_string());
         if let Err(e) = run_checked(&mut fast, PG_CTL_TIMEOUT) {
             // Usually a client that would not let go; an immediate stop is
             // crash-safe (WAL replay on next start) and frees the data dir.
             tracing::warn!(error = %format!("{e:#}"), "fast shutdown failed; using immediate shutdown");
             let mut immediate = self.pg_command("pg_ctl");
-            immediate
-                .args(["stop", "-D", CLUSTER_DIR, "-m", "immediate", "-w", "-t"])
-                .arg(PG_CTL_WAIT_SECS.to_string());
-            run_checked(&mut immediate, PG_CTL_TIMEOUT)
-                .context("could not stop the embedded PostgreSQL server")?;
+            immediate.args(["stop", "-D", CLUSTER_DIR, "-m", "immediate", "-w", "-t"]).arg(PG_CTL_WAIT_SECS.to_string());
+            run_checked(&mut immediate, PG_CTL_TIMEOUT).context("could not stop the embedded PostgreSQL server")?;
         }
         self.started_by_us = false;
         if !self.socket_dir.starts_with(&self.data_dir) {
@@ -542,11 +504,7 @@ impl EmbeddedPostgres {
         scrub_pg_env(&mut cmd);
         if let Some(user) = &self.run_as {
             // std also drops the supplementary groups when uid is set.
-            cmd.uid(user.uid)
-                .gid(user.gid)
-                .env("HOME", &user.home)
-                .env("USER", &user.name)
-                .env("LOGNAME", &user.name);
+            cmd.uid(user.uid).gid(user.gid).env("HOME", &user.home).env("USER", &user.name).env("LOGNAME", &user.name);
         }
         cmd
     }
@@ -558,28 +516,20 @@ impl EmbeddedPostgres {
         let psql = if local.is_file() {
             local
         } else {
-            find_on_path("psql").ok_or_else(|| {
-                anyhow!(
-                    "psql was found neither in {} nor on PATH",
-                    self.bin_dir.display()
-                )
-            })?
+            find_on_path("psql").ok_or_else(|| anyhow!("psql was found neither in {} nor on PATH", self.bin_dir.display()))?
         };
         let mut cmd = Command::new(psql);
         scrub_pg_env(&mut cmd);
-        cmd.env("PGCONNECT_TIMEOUT", "10")
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.socket_dir)
-            .args([
-                "-p",
-                &PORT.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                database,
-                "-c",
-                sql,
-            ]);
+        cmd.env("PGCONNECT_TIMEOUT", "10").args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h"]).arg(&self.socket_dir).args([
+            "-p",
+            &PORT.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            database,
+            "-c",
+            sql,
+        ]);
         let out = run_checked(&mut cmd, PSQL_TIMEOUT)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
@@ -631,26 +581,21 @@ fn choose_run_as(cluster_dir: &Path) -> Result<Option<RunAs>> {
         && meta.uid() != 0
     {
         let uid = meta.uid();
-        return Ok(Some(lookup_user(UserKey::Uid(uid)).unwrap_or_else(|| {
-            RunAs {
-                name: uid.to_string(),
-                uid,
-                gid: meta.gid(),
-                home: cluster_dir.to_path_buf(),
-            }
+        return Ok(Some(lookup_user(UserKey::Uid(uid)).unwrap_or_else(|| RunAs {
+            name: uid.to_string(),
+            uid,
+            gid: meta.gid(),
+            home: cluster_dir.to_path_buf(),
         })));
     }
-    ["postgres", "nobody"]
-        .into_iter()
-        .filter_map(|name| lookup_user(UserKey::Name(name)))
-        .find(|user| user.uid != 0)
-        .map(Some)
-        .ok_or_else(|| {
+    ["postgres", "nobody"].into_iter().filter_map(|name| lookup_user(UserKey::Name(name))).find(|user| user.uid != 0).map(Some).ok_or_else(
+        || {
             anyhow!(
                 "running as root, but there is no `postgres` or `nobody` user to run the embedded PostgreSQL as \
                  (PostgreSQL refuses to run as root): create a `postgres` system user or set DATABASE_URL"
             )
-        })
+        },
+    )
 }
 
 /// `<data_dir>/run` when its socket path fits in `sockaddr_un` and libpq can
@@ -662,10 +607,7 @@ fn choose_socket_dir(data_dir: &Path) -> PathBuf {
     if socket_path_fits(&preferred) && !preferred.as_os_str().as_bytes().contains(&b',') {
         return preferred;
     }
-    let fallback = PathBuf::from(format!(
-        "/tmp/millrace-pg-{:016x}",
-        fnv1a(data_dir.as_os_str().as_bytes())
-    ));
+    let fallback = PathBuf::from(format!("/tmp/millrace-pg-{:016x}", fnv1a(data_dir.as_os_str().as_bytes())));
     tracing::warn!(
         preferred = %preferred.display(),
         fallback = %fallback.display(),
@@ -684,9 +626,7 @@ fn socket_path_fits(dir: &Path) -> bool {
 /// Stable across Rust releases (unlike DefaultHasher), because separate
 /// Millrace binaries must derive the same fallback socket directory.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 enum UserKey<'a> {
@@ -707,20 +647,8 @@ fn lookup_user(key: UserKey<'_>) -> Option<RunAs> {
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         let rc = unsafe {
             match (&key, &name_c) {
-                (UserKey::Name(_), Some(c)) => libc::getpwnam_r(
-                    c.as_ptr(),
-                    &mut pwd,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                ),
-                (UserKey::Uid(uid), _) => libc::getpwuid_r(
-                    *uid,
-                    &mut pwd,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    &mut result,
-                ),
+                (UserKey::Name(_), Some(c)) => libc::getpwnam_r(c.as_ptr(), &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result),
+                (UserKey::Uid(uid), _) => libc::getpwuid_r(*uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result),
                 (UserKey::Name(_), None) => return None,
             }
         };
@@ -737,12 +665,7 @@ fn lookup_user(key: UserKey<'_>) -> Option<RunAs> {
                 PathBuf::from(OsStr::from_bytes(CStr::from_ptr(pwd.pw_dir).to_bytes())),
             )
         };
-        return Some(RunAs {
-            name,
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-            home,
-        });
+        return Some(RunAs { name, uid: pwd.pw_uid, gid: pwd.pw_gid, home });
     }
 }
 
@@ -763,11 +686,7 @@ fn chown_tree(path: &Path, user: &RunAs, top: bool) -> io::Result<()> {
     } else {
         std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
     }
-    let is_dir = if top {
-        fs::metadata(path)?.is_dir()
-    } else {
-        fs::symlink_metadata(path)?.is_dir()
-    };
+    let is_dir = if top { fs::metadata(path)?.is_dir() } else { fs::symlink_metadata(path)?.is_dir() };
     if is_dir {
         for entry in fs::read_dir(path)? {
             chown_tree(&entry?.path(), user, false)?;
@@ -800,10 +719,7 @@ impl DirLock {
                 return Ok(DirLock(file));
             }
             let err = io::Error::last_os_error();
-            if !matches!(
-                err.raw_os_error(),
-                Some(libc::EWOULDBLOCK) | Some(libc::EINTR)
-            ) {
+            if !matches!(err.raw_os_error(), Some(libc::EWOULDBLOCK) | Some(libc::EINTR)) {
                 return Err(err).with_context(|| format!("cannot lock {}", path.display()));
             }
             if Instant::now() >= deadline {
@@ -836,12 +752,8 @@ struct Output {
 
 /// Runs a command with a deadline, capturing its output.
 fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", describe(cmd)))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", describe(cmd)))?;
     let stdout = read_in_background(child.stdout.take());
     let stderr = read_in_background(child.stderr.take());
     let deadline = Instant::now() + timeout;
@@ -852,22 +764,14 @@ fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "{} did not finish within {}s",
-                describe(cmd),
-                timeout.as_secs()
-            );
+            bail!("{} did not finish within {}s", describe(cmd), timeout.as_secs());
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     // A grandchild that kept our pipe open must not hang us after the child
     // has exited, so output collection gets a short grace period only.
     let grace = Duration::from_secs(5);
-    Ok(Output {
-        status,
-        stdout: stdout.recv_timeout(grace).unwrap_or_default(),
-        stderr: stderr.recv_timeout(grace).unwrap_or_default(),
-    })
+    Ok(Output { status, stdout: stdout.recv_timeout(grace).unwrap_or_default(), stderr: stderr.recv_timeout(grace).unwrap_or_default() })
 }
 
 fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
@@ -885,11 +789,7 @@ fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receive
 /// Like [`run`], but a non-zero exit is an error carrying the output.
 fn run_checked(cmd: &mut Command, timeout: Duration) -> Result<Vec<u8>> {
     let out = run(cmd, timeout)?;
-    if out.status.success() {
-        Ok(out.stdout)
-    } else {
-        Err(command_error(cmd, &out))
-    }
+    if out.status.success() { Ok(out.stdout) } else { Err(command_error(cmd, &out)) }
 }
 
 fn command_error(cmd: &Command, out: &Output) -> anyhow::Error {
@@ -936,13 +836,7 @@ fn stale_pid_reason(pid: i32, cluster: &Path) -> Option<&'static str> {
 fn read_pid(path: &Path) -> Option<i32> {
     let text = fs::read_to_string(path).ok()?;
     // Very old servers wrote a negative PID for single-user mode.
-    text.lines()
-        .next()?
-        .trim()
-        .parse::<i32>()
-        .ok()
-        .map(i32::abs)
-        .filter(|&pid| pid > 0)
+    text.lines().next()?.trim().parse::<i32>().ok().map(i32::abs).filter(|&pid| pid > 0)
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -986,15 +880,11 @@ fn percent_encode(bytes: &[u8]) -> String {
 fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
-        .find(|path| {
-            fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|path| fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 fn has_server_binaries(dir: &Path) -> bool {
-    ["initdb", "pg_ctl", "postgres"]
-        .iter()
-        .all(|name| dir.join(name).is_file())
+    ["initdb", "pg_ctl", "postgres"].iter().all(|name| dir.join(name).is_file())
 }
 
 fn parse_version(name: &str) -> Option<Vec<u32>> {
@@ -1018,10 +908,7 @@ mod tests {
     }
 
     fn is_running(data_dir: &Path) -> bool {
-        EmbeddedPostgres::locate(data_dir)
-            .unwrap()
-            .server_running()
-            .unwrap()
+        EmbeddedPostgres::locate(data_dir).unwrap().server_running().unwrap()
     }
 
     #[test]
@@ -1031,10 +918,7 @@ mod tests {
         let pg = EmbeddedPostgres::start(&data).unwrap();
         assert!(pg.started_by_us());
         assert!(data.join("pg/PG_VERSION").is_file());
-        assert_eq!(
-            pg.socket_dir(),
-            fs::canonicalize(&data).unwrap().join("run")
-        );
+        assert_eq!(pg.socket_dir(), fs::canonicalize(&data).unwrap().join("run"));
         assert!(pg.socket_dir().join(".s.PGSQL.5432").exists());
         query(&pg, "create table t(x int); insert into t values (42)");
         assert_eq!(query(&pg, "select x from t"), "42");
@@ -1081,11 +965,7 @@ mod tests {
         assert_eq!(query(&pg, "show listen_addresses"), "");
         assert_eq!(query(&pg, "show unix_socket_permissions"), "0700");
         let hba = fs::read_to_string(tmp.path().join("pg/pg_hba.conf")).unwrap();
-        assert!(
-            hba.lines()
-                .any(|l| l.starts_with("host") && l.trim_end().ends_with("reject")),
-            "{hba}"
-        );
+        assert!(hba.lines().any(|l| l.starts_with("host") && l.trim_end().ends_with("reject")), "{hba}");
     }
 
     #[test]
@@ -1094,10 +974,7 @@ mod tests {
         let pg = EmbeddedPostgres::locate(tmp.path()).unwrap();
         let dir = fs::canonicalize(tmp.path()).unwrap().join("run");
         let encoded = dir.to_str().unwrap().replace('/', "%2F");
-        assert_eq!(
-            pg.database_url("millrace"),
-            format!("postgres://postgres@localhost:5432/millrace?host={encoded}")
-        );
+        assert_eq!(pg.database_url("millrace"), format!("postgres://postgres@localhost:5432/millrace?host={encoded}"));
         assert_eq!(percent_encode(b"a b/c%"), "a%20b%2Fc%25");
     }
 
@@ -1112,12 +989,7 @@ mod tests {
         }
         assert!(!socket_path_fits(&data.join("run")));
         let pg = EmbeddedPostgres::start(&data).unwrap();
-        assert!(
-            pg.socket_dir()
-                .to_str()
-                .unwrap()
-                .starts_with("/tmp/millrace-pg-")
-        );
+        assert!(pg.socket_dir().to_str().unwrap().starts_with("/tmp/millrace-pg-"));
         assert!(socket_path_fits(&pg.socket_dir()));
         assert_eq!(query(&pg, "select 1"), "1");
         let again = EmbeddedPostgres::start(&data).unwrap();
@@ -1138,16 +1010,14 @@ mod tests {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let alive = fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-                fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == cluster)
-            });
+            let alive = fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .any(|entry| fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == cluster));
             if !alive {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "postgres processes outlived the postmaster"
-            );
+            assert!(Instant::now() < deadline, "postgres processes outlived the postmaster");
             std::thread::sleep(Duration::from_millis(100));
         }
     }

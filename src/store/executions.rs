@@ -70,11 +70,7 @@ pub async fn lock_pipeline_shared(
 /// progress crosses executions (every mode but PARALLEL: who waits, who
 /// enters, who is superseded): one such change at a time per pipeline.
 pub async fn lock_pipeline_engine(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))")
-        .bind(account_id)
-        .bind(pipeline)
-        .execute(conn)
-        .await?;
+    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))").bind(account_id).bind(pipeline).execute(conn).await?;
     Ok(())
 }
 
@@ -125,7 +121,12 @@ pub struct NewExecution<'a> {
 }
 
 /// Inserts an execution; None when its client request token was used before.
-pub async fn insert_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, e: &NewExecution<'_>) -> Result<Option<ExecutionRow>, sqlx::Error> {
+pub async fn insert_execution(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    e: &NewExecution<'_>,
+) -> Result<Option<ExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "with e as ( \
             insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
@@ -185,7 +186,12 @@ pub async fn active_executions(conn: &mut PgConnection, account_id: &str, pipeli
     .await
 }
 
-pub async fn get_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid) -> Result<Option<ExecutionRow>, sqlx::Error> {
+pub async fn get_execution(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+) -> Result<Option<ExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {EXECUTION_COLUMNS} from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3"
     ))
@@ -266,7 +272,13 @@ pub struct Move<'a> {
     pub check: Option<(&'a str, DateTime<Utc>)>,
 }
 
-pub async fn move_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, m: &Move<'_>) -> Result<ExecutionRow, sqlx::Error> {
+pub async fn move_execution(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    m: &Move<'_>,
+) -> Result<ExecutionRow, sqlx::Error> {
     sqlx::query_as(&format!(
         "with stage as ( \
             insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) \
@@ -319,7 +331,12 @@ pub async fn set_check(
 
 /// Executions whose stage condition is due for another evaluation, but
 /// for those in `skip`.
-pub async fn due_checks(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64, skip: &[Uuid]) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
+pub async fn due_checks(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+    skip: &[Uuid],
+) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "select account_id, pipeline_name, execution_id from pipeline_execution \
          where check_due <= $1 and execution_id <> all($3) order by check_due limit $2",
@@ -342,7 +359,14 @@ pub async fn set_execution_status(
     move_execution(conn, account_id, pipeline, id, &Move { status: Some(status), summary, ..Default::default() }).await
 }
 
-pub async fn set_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, reason: Option<&str>, abandon: bool) -> Result<(), sqlx::Error> {
+pub async fn set_stop(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    reason: Option<&str>,
+    abandon: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update pipeline_execution set status = 'Stopping', stop_reason = coalesce($4, stop_reason), stop_abandon = $5, updated_at = now() \
          where account_id = $1 and pipeline_name = $2 and execution_id = $3",
@@ -384,7 +408,13 @@ pub async fn latest_stages(conn: &mut PgConnection, account_id: &str, pipeline: 
 }
 
 /// How a stage of one execution stands, if it was ever entered.
-pub async fn stage_record(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str) -> Result<Option<StageRecord>, sqlx::Error> {
+pub async fn stage_record(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    stage: &str,
+) -> Result<Option<StageRecord>, sqlx::Error> {
     sqlx::query_as(
         "select status, auto_retries from stage_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4",
     )
@@ -523,7 +553,12 @@ pub async fn stage_actions(
 }
 
 /// Current attempts of all actions of an execution (for artifacts and variables).
-pub async fn execution_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<Vec<ActionRow>, sqlx::Error> {
+pub async fn execution_actions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+) -> Result<Vec<ActionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {ACTION_COLUMNS} from action_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 \
          and current order by seq"
@@ -576,7 +611,12 @@ pub struct ActionUpdate<'a> {
 }
 
 /// Applies `u` if the action is still InProgress; false when it was not.
-pub async fn update_action(conn: &mut PgConnection, account_id: &str, action_execution_id: Uuid, u: &ActionUpdate<'_>) -> Result<bool, sqlx::Error> {
+pub async fn update_action(
+    conn: &mut PgConnection,
+    account_id: &str,
+    action_execution_id: Uuid,
+    u: &ActionUpdate<'_>,
+) -> Result<bool, sqlx::Error> {
     Ok(update_action_of(conn, account_id, action_execution_id, u).await?.is_some())
 }
 
@@ -635,7 +675,12 @@ pub struct ActionState {
 
 impl From<&ActionRow> for ActionState {
     fn from(r: &ActionRow) -> Self {
-        ActionState { stage_name: r.stage_name.clone(), action_name: r.action_name.clone(), status: r.status.clone(), error_message: r.error_message.clone() }
+        ActionState {
+            stage_name: r.stage_name.clone(),
+            action_name: r.action_name.clone(),
+            status: r.status.clone(),
+            error_message: r.error_message.clone(),
+        }
     }
 }
 
@@ -663,7 +708,13 @@ pub async fn waiting_at(conn: &mut PgConnection, account_id: &str, pipeline: &st
 }
 
 /// Whether another active execution is running the stage with this index.
-pub async fn stage_occupied(conn: &mut PgConnection, account_id: &str, pipeline: &str, stage_index: i32, except: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn stage_occupied(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    stage_index: i32,
+    except: Uuid,
+) -> Result<bool, sqlx::Error> {
     let row: Option<(i32,)> = sqlx::query_as(
         "select 1 from pipeline_execution where account_id = $1 and pipeline_name = $2 and status in ('InProgress', 'Stopping') \
          and stage_phase = 'Running' and stage_index = $3 and execution_id <> $4 limit 1",
@@ -678,7 +729,11 @@ pub async fn stage_occupied(conn: &mut PgConnection, account_id: &str, pipeline:
 }
 
 /// (stage, Inbound|Outbound) of every disabled transition.
-pub async fn disabled_transitions(conn: &mut PgConnection, account_id: &str, pipeline: &str) -> Result<std::collections::HashSet<(String, String)>, sqlx::Error> {
+pub async fn disabled_transitions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+) -> Result<std::collections::HashSet<(String, String)>, sqlx::Error> {
     let disabled: Option<sqlx::types::Json<Vec<(String, String)>>> =
         sqlx::query_scalar("select disabled_transitions from pipeline where account_id = $1 and name = $2")
             .bind(account_id)
@@ -692,7 +747,13 @@ pub async fn disabled_transitions(conn: &mut PgConnection, account_id: &str, pip
 /// were in progress as this statement began ([`crate::engine::action_ended`]):
 /// a share lock on each, held to the end of the transaction, so one that
 /// starts writing later waits for this transaction instead.
-pub async fn await_writers(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid, stage: &str) -> Result<(), sqlx::Error> {
+pub async fn await_writers(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+    stage: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "select 1 from action_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 and stage_name = $4 \
          and current and status = 'InProgress' for share",
@@ -765,7 +826,14 @@ pub async fn retire_actions(
 
 /// Counts a retry of a stage of an execution: automatic (its onFailure
 /// result) or a RetryStageExecution call.
-pub async fn record_retry(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid, stage: &str, automatic: bool) -> Result<(), sqlx::Error> {
+pub async fn record_retry(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    id: Uuid,
+    stage: &str,
+    automatic: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update stage_execution set auto_retries = auto_retries + ($5::boolean)::int, \
             manual_retries = manual_retries + (not $5::boolean)::int, \
@@ -782,16 +850,13 @@ pub async fn record_retry(conn: &mut PgConnection, account_id: &str, pipeline: &
     Ok(())
 }
 
-
 pub async fn clear_stop(conn: &mut PgConnection, account_id: &str, pipeline: &str, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update pipeline_execution set stop_abandon = null where account_id = $1 and pipeline_name = $2 and execution_id = $3",
-    )
-    .bind(account_id)
-    .bind(pipeline)
-    .bind(id)
-    .execute(conn)
-    .await?;
+    sqlx::query("update pipeline_execution set stop_abandon = null where account_id = $1 and pipeline_name = $2 and execution_id = $3")
+        .bind(account_id)
+        .bind(pipeline)
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -884,7 +949,12 @@ pub async fn stranded(
 /// pipeline's share lock (see the module's documentation), and the row as
 /// it stands under the lock (a lock that had to wait returns the newest
 /// version); None when there is no such execution.
-pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<Option<ExecutionRow>, sqlx::Error> {
+pub async fn lock_execution(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+) -> Result<Option<ExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {EXECUTION_COLUMNS} from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update"
     ))
@@ -896,7 +966,12 @@ pub async fn lock_execution(conn: &mut PgConnection, account_id: &str, pipeline:
 }
 
 /// Abandons every in-progress action of an execution; returns their ids.
-pub async fn abandon_actions(conn: &mut PgConnection, account_id: &str, pipeline: &str, execution_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn abandon_actions(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    execution_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let rows: Vec<(Uuid,)> = sqlx::query_as(
         "update action_execution set status = 'Abandoned', updated_at = now() \
          where account_id = $1 and pipeline_name = $2 and execution_id = $3 and status = 'InProgress' returning action_execution_id",

@@ -41,7 +41,17 @@ pub fn insert_statement(first: usize) -> String {
          from unnest({}::uuid[], {}::uuid[], {}::uuid[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], \
             {}::jsonb[], {}::bool[]) as n(job_id, execution_id, action_execution_id, owner, category, provider, version, query_value, \
             continuation_token, data, alone)",
-        p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10)
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(9),
+        p(10)
     )
 }
 
@@ -102,7 +112,9 @@ pub const POLL: &str = concat!(
             and version = $5 and deleted_at is null), \
          picked as ( \
             select job_id from job \
-            where ", queue_of_type!(), " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+            where ",
+    queue_of_type!(),
+    " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
               and exists (select 1 from t where queryable = coalesce($6, '')) and ($7::text is null or query_value = $7) \
             order by seq limit $8 for update skip locked), \
          claimed as ( \
@@ -178,7 +190,9 @@ pub async fn poll_third_party(
             select client_id from third_party_client where account_id = $1 order by created_at desc, client_id limit 1), \
          picked as ( \
             select job_id from job \
-            where ", queue_of_type!(), " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+            where ",
+        queue_of_type!(),
+        " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
               and exists (select 1 from t) and exists (select 1 from c) \
             order by seq limit $6 for update skip locked), \
          claimed as ( \
@@ -399,7 +413,11 @@ pub enum JobEnd {
     /// The job ended. `action`: its action ended too, with its execution
     /// and its stage's current actions as they now stand; None when the
     /// action was no longer in progress (stopped, abandoned).
-    Ended { pipeline_name: String, pipeline: LockedPipeline, action: Option<Box<(ExecutionRow, Vec<ActionState>)>> },
+    Ended {
+        pipeline_name: String,
+        pipeline: LockedPipeline,
+        action: Option<Box<(ExecutionRow, Vec<ActionState>)>>,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -542,7 +560,9 @@ pub async fn overdue(
 pub async fn queued_of_type(conn: &mut PgConnection, account_id: &str, type_id: &ActionTypeId) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select pipeline_name, action_execution_id from job \
-         where ", queue_of_type!(), " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+         where ",
+        queue_of_type!(),
+        " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
          order by pipeline_name, seq"
     ))
     .bind(account_id)

@@ -15,13 +15,11 @@ pub struct PipelineRow {
 
 /// Inserts version 1; `false` when the name is taken in this account.
 pub async fn insert(conn: &mut PgConnection, account_id: &str, name: &str, declaration: &Value) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "insert into pipeline (account_id, name, current_version) values ($1, $2, 1) on conflict do nothing",
-    )
-    .bind(account_id)
-    .bind(name)
-    .execute(&mut *conn)
-    .await?;
+    let inserted = sqlx::query("insert into pipeline (account_id, name, current_version) values ($1, $2, 1) on conflict do nothing")
+        .bind(account_id)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
@@ -63,12 +61,7 @@ pub async fn insert_next_version(
 }
 
 /// The given version, or the current one.
-pub async fn get(
-    conn: &mut PgConnection,
-    account_id: &str,
-    name: &str,
-    version: Option<i32>,
-) -> Result<Option<PipelineRow>, sqlx::Error> {
+pub async fn get(conn: &mut PgConnection, account_id: &str, name: &str, version: Option<i32>) -> Result<Option<PipelineRow>, sqlx::Error> {
     sqlx::query_as(
         "select p.name, v.version, v.declaration, p.created_at, p.updated_at \
          from pipeline p join pipeline_version v using (account_id, name) \
@@ -111,12 +104,7 @@ pub async fn delete(conn: &mut PgConnection, account_id: &str, name: &str) -> Re
 }
 
 /// Current versions in name order, after `after`, at most `limit`.
-pub async fn list(
-    conn: &mut PgConnection,
-    account_id: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<PipelineRow>, sqlx::Error> {
+pub async fn list(conn: &mut PgConnection, account_id: &str, after: Option<&str>, limit: i64) -> Result<Vec<PipelineRow>, sqlx::Error> {
     sqlx::query_as(
         "select p.name, v.version, v.declaration, p.created_at, p.updated_at \
          from pipeline p join pipeline_version v on v.account_id = p.account_id and v.name = p.name and v.version = p.current_version \

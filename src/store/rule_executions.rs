@@ -90,7 +90,12 @@ pub async fn list(
 }
 
 /// The rules evaluated for each (execution, stage) pair given, oldest first.
-pub async fn of_stages(conn: &mut PgConnection, account_id: &str, pipeline: &str, stages: &[(Uuid, String)]) -> Result<Vec<RuleExecutionRow>, sqlx::Error> {
+pub async fn of_stages(
+    conn: &mut PgConnection,
+    account_id: &str,
+    pipeline: &str,
+    stages: &[(Uuid, String)],
+) -> Result<Vec<RuleExecutionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from rule_execution r join unnest($3::uuid[], $4::text[]) as k(e, s) \
             on r.execution_id = k.e and r.stage_name = k.s collate \"C\" \

@@ -73,26 +73,18 @@ pub async fn list_many(conn: &mut PgConnection, account_id: &str, arns: &[String
 /// How many tags the resource has besides `keys`: with `keys.len()` added,
 /// the count after an upsert of `keys`.
 pub async fn count_other_keys(conn: &mut PgConnection, account_id: &str, arn: &str, keys: &[String]) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as(
-        "select count(*) from tag where account_id = $1 and resource_arn = $2 and key <> all($3)",
-    )
-    .bind(account_id)
-    .bind(arn)
-    .bind(keys)
-    .fetch_one(conn)
-    .await?;
+    let (n,): (i64,) = sqlx::query_as("select count(*) from tag where account_id = $1 and resource_arn = $2 and key <> all($3)")
+        .bind(account_id)
+        .bind(arn)
+        .bind(keys)
+        .fetch_one(conn)
+        .await?;
     Ok(n)
 }
 
 /// Adds the tags, overwriting the values of keys already present. `keys`
 /// and `values` are parallel and `keys` has no duplicates.
-pub async fn upsert(
-    conn: &mut PgConnection,
-    account_id: &str,
-    arn: &str,
-    keys: &[String],
-    values: &[String],
-) -> Result<(), sqlx::Error> {
+pub async fn upsert(conn: &mut PgConnection, account_id: &str, arn: &str, keys: &[String], values: &[String]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into tag (account_id, resource_arn, key, value) \
          select $1, $2, k, v from unnest($3::text[], $4::text[]) as t(k, v) \
@@ -118,10 +110,6 @@ pub async fn delete_keys(conn: &mut PgConnection, account_id: &str, arn: &str, k
 }
 
 pub async fn delete_all(conn: &mut PgConnection, account_id: &str, arn: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from tag where account_id = $1 and resource_arn = $2")
-        .bind(account_id)
-        .bind(arn)
-        .execute(conn)
-        .await?;
+    sqlx::query("delete from tag where account_id = $1 and resource_arn = $2").bind(account_id).bind(arn).execute(conn).await?;
     Ok(())
 }

@@ -107,12 +107,11 @@ pub async fn list_clients(conn: &mut PgConnection, account_id: Option<&str>) -> 
 
 /// The stored hash of one of the account's clients.
 pub async fn token_hash(conn: &mut PgConnection, account_id: &str, client_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    let row: Option<(String,)> =
-        sqlx::query_as("select token_hash from third_party_client where account_id = $1 and client_id = $2")
-            .bind(account_id)
-            .bind(client_id)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<(String,)> = sqlx::query_as("select token_hash from third_party_client where account_id = $1 and client_id = $2")
+        .bind(account_id)
+        .bind(client_id)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|r| r.0))
 }
 

@@ -41,11 +41,7 @@ const COLUMNS: &str = "name, url_id, target_pipeline, target_action, filters, au
 /// Serialises PutWebhook calls of one account until the transaction ends,
 /// so the quota count and the create-or-update decision cannot race.
 pub async fn lock_account(conn: &mut PgConnection, account_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(WEBHOOK_LOCK_CLASS)
-        .bind(account_id)
-        .execute(conn)
-        .await?;
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))").bind(WEBHOOK_LOCK_CLASS).bind(account_id).execute(conn).await?;
     Ok(())
 }
 
@@ -77,20 +73,16 @@ pub async fn get_for_update(conn: &mut PgConnection, account_id: &str, name: &st
 
 /// The sealed GitHub secret, if the webhook has one.
 pub async fn sealed_secret(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    let row: Option<(Option<Vec<u8>>,)> =
-        sqlx::query_as("select secret_sealed from webhook where account_id = $1 and name = $2")
-            .bind(account_id)
-            .bind(name)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as("select secret_sealed from webhook where account_id = $1 and name = $2")
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.and_then(|(s,)| s))
 }
 
 pub async fn count(conn: &mut PgConnection, account_id: &str) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) = sqlx::query_as("select count(*) from webhook where account_id = $1")
-        .bind(account_id)
-        .fetch_one(conn)
-        .await?;
+    let (n,): (i64,) = sqlx::query_as("select count(*) from webhook where account_id = $1").bind(account_id).fetch_one(conn).await?;
     Ok(n)
 }
 
@@ -136,11 +128,7 @@ pub async fn update(conn: &mut PgConnection, account_id: &str, w: &WebhookRecord
 }
 
 pub async fn delete(conn: &mut PgConnection, account_id: &str, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from webhook where account_id = $1 and name = $2")
-        .bind(account_id)
-        .bind(name)
-        .execute(conn)
-        .await?;
+    sqlx::query("delete from webhook where account_id = $1 and name = $2").bind(account_id).bind(name).execute(conn).await?;
     Ok(())
 }
 
@@ -214,12 +202,10 @@ pub async fn by_url_id(conn: &mut PgConnection, url_id: &str) -> Result<Option<D
 /// Marks a successful trigger (clearing any recorded error) and locks the
 /// row until the transaction ends; false when the webhook is gone.
 pub async fn mark_triggered(conn: &mut PgConnection, url_id: &str) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "update webhook set last_triggered = now(), error_code = null, error_message = null where url_id = $1",
-    )
-    .bind(url_id)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query("update webhook set last_triggered = now(), error_code = null, error_message = null where url_id = $1")
+        .bind(url_id)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -237,12 +223,11 @@ pub async fn set_error(conn: &mut PgConnection, url_id: &str, code: &str, messag
 
 /// The execution an earlier delivery with this id started, if any.
 pub async fn delivery(conn: &mut PgConnection, url_id: &str, delivery_id: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
-    let row: Option<(uuid::Uuid,)> =
-        sqlx::query_as("select execution_id from webhook_delivery where url_id = $1 and delivery_id = $2")
-            .bind(url_id)
-            .bind(delivery_id)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<(uuid::Uuid,)> = sqlx::query_as("select execution_id from webhook_delivery where url_id = $1 and delivery_id = $2")
+        .bind(url_id)
+        .bind(delivery_id)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(|r| r.0))
 }
 

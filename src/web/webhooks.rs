@@ -377,7 +377,8 @@ impl Endpoint {
             account_id: account.to_owned(),
             resource: Resource::Webhook { name: hook.name.clone() },
         };
-        let execution = match engine::start_execution(&mut tx, scope, version, Start::triggered_by("Webhook", Some(arn.to_string()))).await {
+        let execution = match engine::start_execution(&mut tx, scope, version, Start::triggered_by("Webhook", Some(arn.to_string()))).await
+        {
             Ok(id) => id,
             Err(e) if e.source.is_some() => return Err(Answer::internal(format!("{}: {:?}", e.message, e.source))),
             Err(e) => {
@@ -402,10 +403,7 @@ impl Endpoint {
         {
             tracing::warn!(error = %e, "pruning old webhook delivery ids failed");
         }
-        let mut a = Answer::ok(
-            "started",
-            json!({"status": "started", "pipelineExecutionId": execution, "revisionId": revision.id}),
-        );
+        let mut a = Answer::ok("started", json!({"status": "started", "pipelineExecutionId": execution, "revisionId": revision.id}));
         a.execution = Some(execution);
         Ok(a)
     }
@@ -589,8 +587,7 @@ fn filter_passes(filter: &FilterRule, config: &BTreeMap<String, String>, payload
 fn expand_placeholders(pattern: &str, config: &BTreeMap<String, String>) -> String {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"\{([^{}\s]+)\}").expect("placeholder pattern"));
-    re.replace_all(pattern, |c: &regex::Captures<'_>| config.get(&c[1]).cloned().unwrap_or_else(|| c[0].to_owned()))
-        .into_owned()
+    re.replace_all(pattern, |c: &regex::Captures<'_>| config.get(&c[1]).cloned().unwrap_or_else(|| c[0].to_owned())).into_owned()
 }
 
 /// The revision a delivery records for the target action.
@@ -646,11 +643,18 @@ mod tests {
 
         assert_eq!(verify_github_signature(secret, &headers(&[]), body), Err(SignatureError::Missing));
         assert_eq!(verify_github_signature(b"other", &headers(&[("x-hub-signature-256", good256)]), body), Err(SignatureError::Mismatch));
-        assert_eq!(verify_github_signature(secret, &headers(&[("x-hub-signature-256", good256)]), b"Hello, World?"), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_github_signature(secret, &headers(&[("x-hub-signature-256", good256)]), b"Hello, World?"),
+            Err(SignatureError::Mismatch)
+        );
         let truncated = &good256[..good256.len() - 2];
         assert_eq!(verify_github_signature(secret, &headers(&[("x-hub-signature-256", truncated)]), body), Err(SignatureError::Mismatch));
         for bad in ["757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", "sha256=xyz", "sha1=757107ea"] {
-            assert_eq!(verify_github_signature(secret, &headers(&[("x-hub-signature-256", bad)]), body), Err(SignatureError::Malformed), "{bad}");
+            assert_eq!(
+                verify_github_signature(secret, &headers(&[("x-hub-signature-256", bad)]), body),
+                Err(SignatureError::Malformed),
+                "{bad}"
+            );
         }
         // A wrong SHA-256 signature is not rescued by a right SHA-1 one.
         let both = headers(&[("x-hub-signature-256", "sha256=00"), ("x-hub-signature", &good1)]);
@@ -668,7 +672,10 @@ mod tests {
         // From a trusted proxy: the nearest untrusted hop, not the spoofable leftmost one.
         assert_eq!(client_address(ip("10.0.0.2"), &xff, &trusted), Some(ip("198.51.100.4")));
         assert_eq!(client_address(ip("10.0.0.2"), &headers(&[]), &trusted), Some(ip("10.0.0.2")));
-        assert_eq!(client_address(ip("10.0.0.2"), &headers(&[("x-forwarded-for", "[2001:db8::1]:443")]), &trusted), Some(ip("2001:db8::1")));
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &headers(&[("x-forwarded-for", "[2001:db8::1]:443")]), &trusted),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(client_address(ip("10.0.0.2"), &headers(&[("x-forwarded-for", "unknown")]), &trusted), None);
         // IPv4 peers seen through an IPv6 socket are IPv4.
         assert_eq!(client_address(ip("::ffff:192.0.2.1"), &xff, &trusted), Some(ip("192.0.2.1")));
@@ -709,10 +716,7 @@ mod tests {
         assert_eq!(revision_of(&json!({"after": zeros, "head_commit": {"id": "beef"}}), None, b"").id, "beef");
         assert_eq!(revision_of(&json!({"checkout_sha": "abc"}), None, b"").id, "abc");
         assert_eq!(revision_of(&json!({"after": zeros}), Some("d-1"), b"").id, "d-1");
-        assert_eq!(
-            revision_of(&json!({}), None, b"{}").id,
-            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
+        assert_eq!(revision_of(&json!({}), None, b"{}").id, "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! Custom action types, the built-in catalogue, and secret configuration.
 
-use aws_sdk_codepipeline::types::{
-    ActionCategory, ActionConfigurationProperty, ActionOwner, ActionTypeSettings, ArtifactDetails,
-};
+use aws_sdk_codepipeline::types::{ActionCategory, ActionConfigurationProperty, ActionOwner, ActionTypeSettings, ArtifactDetails};
 use millrace::crypto::{SEALED_PREFIX, SecretBox};
 use serde_json::Value;
 
@@ -14,7 +12,13 @@ fn custom_pipeline(name: &str, provider: &str, token: &str) -> aws_sdk_codepipel
     let deploy = ActionDeclaration::builder()
         .name("Ship")
         .action_type_id(
-            ActionTypeId::builder().category(ActionCategory::Deploy).owner(ActionOwner::Custom).provider(provider).version("1").build().unwrap(),
+            ActionTypeId::builder()
+                .category(ActionCategory::Deploy)
+                .owner(ActionOwner::Custom)
+                .provider(provider)
+                .version("1")
+                .build()
+                .unwrap(),
         )
         .configuration("Target", "prod")
         .configuration("Token", token)
@@ -76,9 +80,8 @@ async fn secrets_are_masked_and_kept_when_the_mask_comes_back() {
     custom_action_type(&client, "Deploy", "Shipper", &[("Target", true, false, false), ("Token", true, true, false)]).await;
 
     let created = client.create_pipeline().pipeline(custom_pipeline("p", "Shipper", "hunter2")).send().await.unwrap();
-    let token = |p: &aws_sdk_codepipeline::types::PipelineDeclaration| {
-        p.stages()[2].actions()[0].configuration().unwrap().get("Token").cloned()
-    };
+    let token =
+        |p: &aws_sdk_codepipeline::types::PipelineDeclaration| p.stages()[2].actions()[0].configuration().unwrap().get("Token").cloned();
     assert_eq!(token(created.pipeline().unwrap()).as_deref(), Some("****"));
     let fetched = client.get_pipeline().name("p").send().await.unwrap();
     assert_eq!(token(fetched.pipeline().unwrap()).as_deref(), Some("****"));
@@ -100,7 +103,8 @@ async fn secrets_are_masked_and_kept_when_the_mask_comes_back() {
     // kept the sealed value as it was.
     let master = SecretBox::from_base64(&server.master_key).unwrap();
     let aad = millrace::crypto::configuration_aad(&account.account_id);
-    let sealed: Vec<String> = stored.iter().map(|(_, d)| d["stages"][2]["actions"][0]["configuration"]["Token"].as_str().unwrap().to_owned()).collect();
+    let sealed: Vec<String> =
+        stored.iter().map(|(_, d)| d["stages"][2]["actions"][0]["configuration"]["Token"].as_str().unwrap().to_owned()).collect();
     assert!(sealed[0].starts_with(SEALED_PREFIX), "{}", sealed[0]);
     assert!(stored.iter().all(|(_, d)| !d.to_string().contains("hunter2")));
     assert_eq!(sealed[1], sealed[0]);
@@ -110,13 +114,12 @@ async fn secrets_are_masked_and_kept_when_the_mask_comes_back() {
     // A new value replaces the secret.
     let replaced = custom_pipeline("p", "Shipper", "correct-horse");
     client.update_pipeline().pipeline(replaced).send().await.unwrap();
-    let (declaration,): (Value,) = sqlx::query_as(
-        "select declaration from pipeline_version where account_id = $1 and name = 'p' and version = 3",
-    )
-    .bind(&account.account_id)
-    .fetch_one(&server.pool)
-    .await
-    .unwrap();
+    let (declaration,): (Value,) =
+        sqlx::query_as("select declaration from pipeline_version where account_id = $1 and name = 'p' and version = 3")
+            .bind(&account.account_id)
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
     let token = declaration["stages"][2]["actions"][0]["configuration"]["Token"].as_str().unwrap();
     assert_eq!(master.open_value(token, &aad).unwrap(), "correct-horse");
 }
@@ -200,15 +203,8 @@ async fn the_integrator_model_reads_built_ins_and_registers_third_party_types() 
     let server = TestServer::start().await;
     let account = server.account("a").await;
     let client = server.client(&account);
-    let got = client
-        .get_action_type()
-        .category(ActionCategory::Build)
-        .owner("AWS")
-        .provider("CodeBuild")
-        .version("1")
-        .send()
-        .await
-        .unwrap();
+    let got =
+        client.get_action_type().category(ActionCategory::Build).owner("AWS").provider("CodeBuild").version("1").send().await.unwrap();
     let declaration = got.action_type().unwrap();
     assert!(declaration.properties().iter().any(|p| p.name() == "ProjectName" && !p.optional()));
     assert_eq!(declaration.input_artifact_details().unwrap().minimum_count(), 1);
@@ -227,11 +223,21 @@ async fn the_integrator_model_reads_built_ins_and_registers_third_party_types() 
     use aws_sdk_codepipeline::types::*;
     let declaration_for = |owner: &str, provider: &str| {
         ActionTypeDeclaration::builder()
-            .id(ActionTypeIdentifier::builder().category(ActionCategory::Test).owner(owner).provider(provider).version("1").build().unwrap())
+            .id(ActionTypeIdentifier::builder()
+                .category(ActionCategory::Test)
+                .owner(owner)
+                .provider(provider)
+                .version("1")
+                .build()
+                .unwrap())
             .executor(
                 ActionTypeExecutor::builder()
                     .r#type(ExecutorType::JobWorker)
-                    .configuration(ExecutorConfiguration::builder().job_worker_executor_configuration(JobWorkerExecutorConfiguration::builder().build()).build())
+                    .configuration(
+                        ExecutorConfiguration::builder()
+                            .job_worker_executor_configuration(JobWorkerExecutorConfiguration::builder().build())
+                            .build(),
+                    )
                     .build()
                     .unwrap(),
             )
@@ -243,15 +249,8 @@ async fn the_integrator_model_reads_built_ins_and_registers_third_party_types() 
     let err = client.update_action_type().action_type(declaration_for("AWS", "CodeBuild")).send().await.unwrap_err();
     assert_eq!(error_code(&err), "RequestFailedException");
     client.update_action_type().action_type(declaration_for("ThirdParty", "Partner")).send().await.unwrap();
-    let got = client
-        .get_action_type()
-        .category(ActionCategory::Test)
-        .owner("ThirdParty")
-        .provider("Partner")
-        .version("1")
-        .send()
-        .await
-        .unwrap();
+    let got =
+        client.get_action_type().category(ActionCategory::Test).owner("ThirdParty").provider("Partner").version("1").send().await.unwrap();
     assert_eq!(got.action_type().unwrap().properties()[0].name(), "Suite");
     let listed = client.list_action_types().action_owner_filter(ActionOwner::ThirdParty).send().await.unwrap();
     assert!(listed.action_types().iter().any(|t| t.id().unwrap().provider() == "Partner"));

@@ -16,7 +16,12 @@ fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
     ActionTypeId::builder().category(category).owner(ActionOwner::Custom).provider(provider).version("1").build().unwrap()
 }
 
-fn action(name: &str, category: ActionCategory, provider: &str, run_order: i32) -> aws_sdk_codepipeline::types::builders::ActionDeclarationBuilder {
+fn action(
+    name: &str,
+    category: ActionCategory,
+    provider: &str,
+    run_order: i32,
+) -> aws_sdk_codepipeline::types::builders::ActionDeclarationBuilder {
     ActionDeclaration::builder().name(name).action_type_id(type_id(category, provider)).run_order(run_order)
 }
 
@@ -33,7 +38,11 @@ async fn realistic_pipeline(client: &Client, name: &str, mode: Option<ExecutionM
     custom_action_type(client, "Source", "Repo", &[("Branch", true, false, false)]).await;
     custom_action_type(client, "Build", "Builder", &[("Project", true, false, false)]).await;
     custom_action_type(client, "Deploy", "Deployer", &[("Env", true, false, false), ("Token", true, true, false)]).await;
-    let source = action("Checkout", ActionCategory::Source, "Repo", 1).configuration("Branch", "main").output_artifacts(output("code")).build().unwrap();
+    let source = action("Checkout", ActionCategory::Source, "Repo", 1)
+        .configuration("Branch", "main")
+        .output_artifacts(output("code"))
+        .build()
+        .unwrap();
     let compile = action("Compile", ActionCategory::Build, "Builder", 1)
         .configuration("Project", "app")
         .input_artifacts(input("code"))
@@ -41,7 +50,11 @@ async fn realistic_pipeline(client: &Client, name: &str, mode: Option<ExecutionM
         .namespace("BuildVars")
         .build()
         .unwrap();
-    let lint = action("Lint", ActionCategory::Build, "Builder", 1).configuration("Project", "lint").input_artifacts(input("code")).build().unwrap();
+    let lint = action("Lint", ActionCategory::Build, "Builder", 1)
+        .configuration("Project", "lint")
+        .input_artifacts(input("code"))
+        .build()
+        .unwrap();
     let package = action("Package", ActionCategory::Build, "Builder", 2)
         .configuration("Project", "pkg-#{BuildVars.Version}")
         .input_artifacts(input("bin"))
@@ -50,7 +63,15 @@ async fn realistic_pipeline(client: &Client, name: &str, mode: Option<ExecutionM
         .unwrap();
     let approve = ActionDeclaration::builder()
         .name("Approve")
-        .action_type_id(ActionTypeId::builder().category(ActionCategory::Approval).owner(ActionOwner::Aws).provider("Manual").version("1").build().unwrap())
+        .action_type_id(
+            ActionTypeId::builder()
+                .category(ActionCategory::Approval)
+                .owner(ActionOwner::Aws)
+                .provider("Manual")
+                .version("1")
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let ship = action("Ship", ActionCategory::Deploy, "Deployer", 1)
@@ -146,7 +167,14 @@ async fn revision(client: &Client, pipeline: &str, id: &str) -> String {
         .pipeline_name(pipeline)
         .stage_name("Source")
         .action_name("Checkout")
-        .action_revision(ActionRevision::builder().revision_id(id).revision_change_id(format!("change-{id}")).created(aws_smithy_types::DateTime::from_secs(1_700_000_000)).build().unwrap())
+        .action_revision(
+            ActionRevision::builder()
+                .revision_id(id)
+                .revision_change_id(format!("change-{id}"))
+                .created(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -188,7 +216,10 @@ async fn answer(
     token: &str,
     status: ApprovalStatus,
     summary: &str,
-) -> std::result::Result<aws_sdk_codepipeline::operation::put_approval_result::PutApprovalResultOutput, aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::put_approval_result::PutApprovalResultError>> {
+) -> std::result::Result<
+    aws_sdk_codepipeline::operation::put_approval_result::PutApprovalResultOutput,
+    aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::put_approval_result::PutApprovalResultError>,
+> {
     let result = ApprovalResult::builder().status(status).summary(summary).build().unwrap();
     client.put_approval_result().pipeline_name("app").stage_name("Approve").action_name("Approve").token(token).result(result).send().await
 }
@@ -228,17 +259,11 @@ async fn a_realistic_pipeline_runs_from_source_to_deploy() {
     let states = stage_states(&client, "app").await;
     assert_eq!(stage_status(&states, "Build").as_deref(), Some("Succeeded"));
     assert_eq!(stage_status(&states, "Approve").as_deref(), Some("InProgress"));
-    let err = answer(&client, "00000000-0000-4000-8000-000000000000", ApprovalStatus::Approved, "ok")
-        .await
-        .unwrap_err();
+    let err = answer(&client, "00000000-0000-4000-8000-000000000000", ApprovalStatus::Approved, "ok").await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidApprovalTokenException");
-    let approved = answer(&client, &token, ApprovalStatus::Approved, "ship it")
-        .await
-        .unwrap();
+    let approved = answer(&client, &token, ApprovalStatus::Approved, "ship it").await.unwrap();
     assert!(approved.approved_at().is_some());
-    let err = answer(&client, &token, ApprovalStatus::Approved, "again")
-        .await
-        .unwrap_err();
+    let err = answer(&client, &token, ApprovalStatus::Approved, "again").await.unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
 
     let ship = claim(&client, ActionCategory::Deploy, "Deployer", 1).await;
@@ -344,9 +369,7 @@ async fn a_rejected_approval_fails_the_stage() {
     let execution = finish_source(&client).await;
     build_all(&client, "1").await;
     let token = approval_token(&client, "app").await;
-    answer(&client, &token, ApprovalStatus::Rejected, "not today")
-        .await
-        .unwrap();
+    answer(&client, &token, ApprovalStatus::Rejected, "not today").await.unwrap();
     assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
     let states = stage_states(&client, "app").await;
     assert_eq!(stage_status(&states, "Approve").as_deref(), Some("Failed"));
@@ -403,7 +426,14 @@ async fn executions_wait_at_a_disabled_transition_and_the_newest_supersedes_the_
         .unwrap_err();
     assert_eq!(error_code(&err), "StageNotFoundException");
 
-    client.enable_stage_transition().pipeline_name("app").stage_name("Build").transition_type(StageTransitionType::Inbound).send().await.unwrap();
+    client
+        .enable_stage_transition()
+        .pipeline_name("app")
+        .stage_name("Build")
+        .transition_type(StageTransitionType::Inbound)
+        .send()
+        .await
+        .unwrap();
     let jobs = claim(&client, ActionCategory::Build, "Builder", 2).await;
     assert!(jobs.iter().all(|j| j.data().unwrap().pipeline_context().unwrap().pipeline_execution_id() == Some(third.as_str())));
     assert!(stage_states(&client, "app").await["Build"].inbound_transition_state().unwrap().enabled());
@@ -451,7 +481,13 @@ async fn a_stopped_execution_lets_running_work_finish_or_abandons_it() {
         .unwrap();
     assert!(history.action_execution_details().iter().any(|d| d.status() == Some(&ActionExecutionStatus::Abandoned)));
 
-    let err = client.stop_pipeline_execution().pipeline_name("app").pipeline_execution_id("00000000-0000-4000-8000-000000000000").send().await.unwrap_err();
+    let err = client
+        .stop_pipeline_execution()
+        .pipeline_name("app")
+        .pipeline_execution_id("00000000-0000-4000-8000-000000000000")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "PipelineExecutionNotFoundException");
 }
 
@@ -482,11 +518,23 @@ async fn start_pipeline_execution_is_idempotent_per_client_request_token() {
     assert_eq!(one.pipeline_execution_id(), two.pipeline_execution_id());
     let three = client.start_pipeline_execution().name("app").client_request_token("tok-2").send().await.unwrap();
     assert_ne!(one.pipeline_execution_id(), three.pipeline_execution_id());
-    let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(one.pipeline_execution_id().unwrap()).send().await.unwrap();
+    let e = client
+        .get_pipeline_execution()
+        .pipeline_name("app")
+        .pipeline_execution_id(one.pipeline_execution_id().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(e.pipeline_execution().unwrap().trigger().unwrap().trigger_type(), Some(&TriggerType::StartPipelineExecution));
     let err = client.start_pipeline_execution().name("nope").send().await.unwrap_err();
     assert_eq!(error_code(&err), "PipelineNotFoundException");
-    let err = client.start_pipeline_execution().name("app").variables(PipelineVariable::builder().name("x").value("y").build().unwrap()).send().await.unwrap_err();
+    let err = client
+        .start_pipeline_execution()
+        .name("app")
+        .variables(PipelineVariable::builder().name("x").value("y").build().unwrap())
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "ValidationException", "variables need a V2 pipeline");
 }
 
@@ -508,7 +556,14 @@ async fn aws_providers_this_server_cannot_run_fail_with_a_clear_message() {
             .pipeline_name("web")
             .stage_name("Source")
             .action_name(action)
-            .action_revision(ActionRevision::builder().revision_id("v1").revision_change_id("v1").created(aws_smithy_types::DateTime::from_secs(0)).build().unwrap())
+            .action_revision(
+                ActionRevision::builder()
+                    .revision_id("v1")
+                    .revision_change_id("v1")
+                    .created(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap(),
+            )
             .send()
     };
     let out = put_v1("Fetch").await.unwrap();
@@ -525,7 +580,11 @@ async fn aws_providers_this_server_cannot_run_fail_with_a_clear_message() {
 async fn v2_pipeline(client: &Client, name: &str) {
     custom_action_type(client, "Source", "Repo", &[("Branch", true, false, false)]).await;
     custom_action_type(client, "Deploy", "Deployer", &[("Env", true, false, false), ("Token", true, true, false)]).await;
-    let source = action("Checkout", ActionCategory::Source, "Repo", 1).configuration("Branch", "main").output_artifacts(output("code")).build().unwrap();
+    let source = action("Checkout", ActionCategory::Source, "Repo", 1)
+        .configuration("Branch", "main")
+        .output_artifacts(output("code"))
+        .build()
+        .unwrap();
     let ship = action("Ship", ActionCategory::Deploy, "Deployer", 1)
         .configuration("Env", "#{variables.env}")
         .configuration("Token", "t")
@@ -571,7 +630,14 @@ async fn v2_variables_resolve_and_a_stage_rolls_back_to_an_earlier_execution() {
         .start_pipeline_execution()
         .name("app")
         .variables(PipelineVariable::builder().name("env").value("prod").build().unwrap())
-        .source_revisions(SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("r2").build().unwrap())
+        .source_revisions(
+            SourceRevisionOverride::builder()
+                .action_name("Checkout")
+                .revision_type(SourceRevisionType::CommitId)
+                .revision_value("r2")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap()
@@ -642,7 +708,14 @@ async fn an_outbound_transition_holds_an_execution_after_its_stage() {
         .unwrap();
     finish_source(&client).await;
     assert!(poll(&client, ActionCategory::Build, "Builder", 10).await.is_empty());
-    client.enable_stage_transition().pipeline_name("app").stage_name("Source").transition_type(StageTransitionType::Outbound).send().await.unwrap();
+    client
+        .enable_stage_transition()
+        .pipeline_name("app")
+        .stage_name("Source")
+        .transition_type(StageTransitionType::Outbound)
+        .send()
+        .await
+        .unwrap();
     claim(&client, ActionCategory::Build, "Builder", 2).await;
 }
 
@@ -667,7 +740,11 @@ async fn only_the_latest_execution_of_a_failed_stage_can_be_retried_and_all_acti
     retry(&second, StageRetryMode::AllActions).await.unwrap();
     let rerun = claim(&client, ActionCategory::Build, "Builder", 2).await;
     assert!(rerun.iter().all(|j| j.data().unwrap().pipeline_context().unwrap().pipeline_execution_id() == Some(second.as_str())));
-    assert_eq!(error_code(&retry(&second, StageRetryMode::AllActions).await.unwrap_err()), "StageNotRetryableException", "not while it runs");
+    assert_eq!(
+        error_code(&retry(&second, StageRetryMode::AllActions).await.unwrap_err()),
+        "StageNotRetryableException",
+        "not while it runs"
+    );
 }
 
 #[tokio::test]
@@ -692,9 +769,7 @@ async fn an_unanswered_approval_fails_when_it_times_out() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
-    let err = answer(&client, &token, ApprovalStatus::Approved, "too late")
-        .await
-        .unwrap_err();
+    let err = answer(&client, &token, ApprovalStatus::Approved, "too late").await.unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
 }
 

@@ -290,10 +290,7 @@ pub async fn raw_request(addr: SocketAddr, method: &str, path: &str, headers: &[
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     // Chunked bodies are not expected: the server sets content-length.
     RawResponse { status, headers, body: body.to_owned() }
 }
@@ -346,10 +343,11 @@ fn axum_headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
     map
 }
 
-
 /// Calls ListPipelines until it fails (up to 5 s): a deleted access key
 /// stops working once every server has heard of it, within milliseconds.
-pub async fn refused_soon(client: &Client) -> aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::list_pipelines::ListPipelinesError> {
+pub async fn refused_soon(
+    client: &Client,
+) -> aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::list_pipelines::ListPipelinesError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match client.list_pipelines().send().await {

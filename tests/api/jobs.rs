@@ -143,7 +143,16 @@ async fn start_many(client: &Client, pipeline: &str, n: usize) -> Vec<String> {
                     .revision_value(format!("rev-{i}"))
                     .build()
                     .unwrap();
-                client.start_pipeline_execution().name(pipeline).source_revisions(revision).send().await.unwrap().pipeline_execution_id().unwrap().to_owned()
+                client
+                    .start_pipeline_execution()
+                    .name(pipeline)
+                    .source_revisions(revision)
+                    .send()
+                    .await
+                    .unwrap()
+                    .pipeline_execution_id()
+                    .unwrap()
+                    .to_owned()
             })
         });
         for s in starts.collect::<Vec<_>>() {
@@ -411,7 +420,16 @@ async fn deadlines_that_cannot_be_applied_do_not_hold_up_the_others() {
 }
 
 async fn execution_in(client: &Client, pipeline: &str, id: &str) -> PipelineExecution {
-    client.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(id).send().await.unwrap().pipeline_execution().unwrap().clone()
+    client
+        .get_pipeline_execution()
+        .pipeline_name(pipeline)
+        .pipeline_execution_id(id)
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution()
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
@@ -452,7 +470,15 @@ async fn job_calls_refuse_bad_nonces_states_types_and_other_accounts() {
 
     client.acknowledge_job().job_id(job_id).nonce(job.nonce().unwrap()).send().await.unwrap();
     let too_big = "x".repeat(130_000);
-    let err = client.put_job_success_result().job_id(job_id).output_variables("big", &too_big[..1000]).output_variables("k", "v").continuation_token("t").send().await.unwrap_err();
+    let err = client
+        .put_job_success_result()
+        .job_id(job_id)
+        .output_variables("big", &too_big[..1000])
+        .output_variables("k", "v")
+        .continuation_token("t")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "ValidationException", "variables only without a continuation token");
 
     // A continuation token completes this job and queues the next one.
@@ -464,7 +490,8 @@ async fn job_calls_refuse_bad_nonces_states_types_and_other_accounts() {
     assert_eq!(error_code(&err), "InvalidJobStateException", "a finished job takes no second result");
 
     // AWS-owned and deleted types cannot be polled.
-    let aws = ActionTypeId::builder().category(ActionCategory::Build).owner(ActionOwner::Aws).provider("CodeBuild").version("1").build().unwrap();
+    let aws =
+        ActionTypeId::builder().category(ActionCategory::Build).owner(ActionOwner::Aws).provider("CodeBuild").version("1").build().unwrap();
     assert_eq!(error_code(&client.poll_for_jobs().action_type_id(aws).send().await.unwrap_err()), "ValidationException");
     client.delete_custom_action_type().category(ActionCategory::Source).provider("Repo").version("1").send().await.unwrap();
     let err = client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, "Repo")).send().await.unwrap_err();
@@ -530,11 +557,8 @@ async fn configured_artifact_credentials_reach_workers_with_their_jobs() {
     assert_eq!((creds.access_key_id(), creds.secret_access_key()), ("minio-key", "minio-secret"));
     let details = client.get_job_details().job_id(job.id().unwrap()).send().await.unwrap();
     assert!(details.job_details().unwrap().data().unwrap().artifact_credentials().is_some());
-    let (stored,): (serde_json::Value,) = sqlx::query_as("select data from job where job_id = $1::uuid")
-        .bind(job.id().unwrap())
-        .fetch_one(&server.pool)
-        .await
-        .unwrap();
+    let (stored,): (serde_json::Value,) =
+        sqlx::query_as("select data from job where job_id = $1::uuid").bind(job.id().unwrap()).fetch_one(&server.pool).await.unwrap();
     assert!(stored.get("artifactCredentials").is_none(), "credentials are never stored with the job");
 }
 
@@ -618,7 +642,10 @@ async fn fan_out_worked_by(mode: ExecutionMode, workers: usize, batch: i32) {
     if mode == ExecutionMode::Superseded {
         // Executions waiting at a stage give way to newer ones; the newest
         // started runs to the end.
-        assert!(statuses.iter().all(|s| matches!(s, PipelineExecutionStatus::Succeeded | PipelineExecutionStatus::Superseded)), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| matches!(s, PipelineExecutionStatus::Succeeded | PipelineExecutionStatus::Superseded)),
+            "{statuses:?}"
+        );
         let listed = c1.list_pipeline_executions().pipeline_name("p").send().await.unwrap();
         let newest = &listed.pipeline_execution_summaries()[0];
         assert_eq!(newest.status(), Some(&PipelineExecutionStatus::Succeeded), "{statuses:?}");
@@ -659,7 +686,11 @@ async fn a_fan_out_ended_one_result_at_a_time_moves_on() {
 async fn a_stage_left_behind_by_its_last_result_is_moved_on_by_the_sweeper() {
     let server = TestServer::start().await;
     let client = server.client(&server.account("a").await);
-    let p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue"), work_action("B", "blue")]), ("Final", vec![work_action("F", "blue")])]);
+    let p = source_then(
+        "p",
+        ExecutionMode::Parallel,
+        vec![("Work", vec![work_action("A", "blue"), work_action("B", "blue")]), ("Final", vec![work_action("F", "blue")])],
+    );
     create_past_source(&client, p).await;
     let work = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(10).send().await.unwrap();
     assert_eq!(work.jobs().len(), 2);
@@ -718,7 +749,8 @@ async fn results_before_and_at_the_end_of_a_stage_record_the_same_details() {
     }
     let action_of = |job: &Job| job.data().unwrap().pipeline_context().unwrap().action().unwrap().name().unwrap().to_owned();
     let (first, second) = (&work.jobs()[0], &work.jobs()[1]);
-    let failure = FailureDetails::builder().r#type(FailureType::JobFailed).message("tests failed").external_execution_id("run-1").build().unwrap();
+    let failure =
+        FailureDetails::builder().r#type(FailureType::JobFailed).message("tests failed").external_execution_id("run-1").build().unwrap();
     client.put_job_failure_result().job_id(first.id().unwrap()).failure_details(failure).send().await.unwrap();
     let again = client.put_job_success_result().job_id(first.id().unwrap()).send().await.unwrap_err();
     assert_eq!(error_code(&again), "InvalidJobStateException");
@@ -840,7 +872,8 @@ async fn a_stage_declared_to_roll_back_on_failure_reruns_the_last_good_execution
     p.stages[1].on_failure = Some(FailureConditions::builder().result(aws_sdk_codepipeline::types::Result::Rollback).build());
     create_past_source(&client, p).await;
     assert_eq!(finish_work(&client, &["A"]).await, ["A"]);
-    let executions = || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
+    let executions =
+        || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
     let listed = executions().await;
     assert_eq!(listed.len(), 1, "nothing succeeded in Work before: no rollback");
     assert_eq!(listed[0].status(), Some(&PipelineExecutionStatus::Failed));
@@ -890,12 +923,14 @@ async fn a_failure_condition_decides_whether_the_stage_rolls_back() {
 
     let client = &client;
     let start = |canary: &'static str| async move {
-        let revision = SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("abc");
+        let revision =
+            SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("abc");
         let canary = PipelineVariable::builder().name("canary").value(canary).build().unwrap();
         let started = client.start_pipeline_execution().name("p").source_revisions(revision.build().unwrap()).variables(canary);
         started.send().await.unwrap().pipeline_execution_id().unwrap().to_owned()
     };
-    let executions = || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
+    let executions =
+        || async { client.list_pipeline_executions().pipeline_name("p").send().await.unwrap().pipeline_execution_summaries().to_vec() };
 
     let held = start("healthy").await;
     assert_eq!(finish_work(client, &["A"]).await, ["A"]);
@@ -963,7 +998,15 @@ async fn a_started_execution_waits_at_a_transition_disabled_before_it_started() 
     create_past_source(&client, source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])])).await;
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     let work = StageTransitionType::Inbound;
-    client.disable_stage_transition().pipeline_name("p").stage_name("Work").transition_type(work.clone()).reason("freeze").send().await.unwrap();
+    client
+        .disable_stage_transition()
+        .pipeline_name("p")
+        .stage_name("Work")
+        .transition_type(work.clone())
+        .reason("freeze")
+        .send()
+        .await
+        .unwrap();
     let id = start_many(&client, "p", 1).await.remove(0);
     assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the execution waits at the transition");
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
@@ -974,7 +1017,15 @@ async fn a_started_execution_waits_at_a_transition_disabled_before_it_started() 
 
     // The same before the first stage (which a PARALLEL start otherwise enters as it inserts the execution).
     let source = StageTransitionType::Inbound;
-    client.disable_stage_transition().pipeline_name("p").stage_name("Source").transition_type(source.clone()).reason("freeze").send().await.unwrap();
+    client
+        .disable_stage_transition()
+        .pipeline_name("p")
+        .stage_name("Source")
+        .transition_type(source.clone())
+        .reason("freeze")
+        .send()
+        .await
+        .unwrap();
     let held = start_many(&client, "p", 1).await.remove(0);
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     assert_eq!(state.stage_states()[0].inbound_execution().map(|e| e.pipeline_execution_id()), Some(held.as_str()));
@@ -1023,7 +1074,8 @@ async fn an_approval_answered_while_a_sibling_result_commits_moves_the_stage_on(
     config.sweep_interval = Duration::from_secs(3600);
     let server = TestServer::start_with(config).await;
     let client = server.client(&server.account("a").await);
-    let manual = ActionTypeId::builder().category(ActionCategory::Approval).owner(ActionOwner::Aws).provider("Manual").version("1").build().unwrap();
+    let manual =
+        ActionTypeId::builder().category(ActionCategory::Approval).owner(ActionOwner::Aws).provider("Manual").version("1").build().unwrap();
     let gate = ActionDeclaration::builder().name("Gate").action_type_id(manual).build().unwrap();
     create_past_source(&client, source_then("p", ExecutionMode::Parallel, vec![("Work", vec![gate, work_action("A", "blue")])])).await;
     let polled = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
@@ -1042,7 +1094,8 @@ async fn an_approval_answered_while_a_sibling_result_commits_moves_the_stage_on(
         .await
         .unwrap();
     let approved = ApprovalResult::builder().status(ApprovalStatus::Approved).summary("ship it").build().unwrap();
-    let answer = client.put_approval_result().pipeline_name("p").stage_name("Work").action_name("Gate").token(token.to_string()).result(approved);
+    let answer =
+        client.put_approval_result().pipeline_name("p").stage_name("Work").action_name("Gate").token(token.to_string()).result(approved);
     let answer = tokio::spawn(answer.send());
     for _ in 0..1000 {
         if answer.is_finished() || lock_waiting(&server).await >= 1 {
@@ -1079,7 +1132,8 @@ async fn lock_waiters(server: &TestServer, n: i64) {
 }
 
 fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> RuleDeclaration {
-    let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
+    let id =
+        RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("VariableCheck").version("1").build().unwrap();
     RuleDeclaration::builder()
         .name(name)
         .rule_type_id(id)
@@ -1111,7 +1165,11 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     assert_eq!(listed, ["VariableCheck", "DeploymentWindow"], "the rule types this server evaluates");
     let properties: Vec<_> = types.rule_types()[0].rule_configuration_properties().iter().map(|p| p.name().to_owned()).collect();
     assert_eq!(properties, ["Variable", "Operator", "Value"]);
-    let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")]), ("Final", vec![work_action("F", "blue")])]);
+    let mut p = source_then(
+        "p",
+        ExecutionMode::Parallel,
+        vec![("Work", vec![work_action("A", "blue")]), ("Final", vec![work_action("F", "blue")])],
+    );
     p.variables = Some(vec![
         PipelineVariableDeclaration::builder().name("env").default_value("prod").build().unwrap(),
         PipelineVariableDeclaration::builder().name("deploy").default_value("no").build().unwrap(),
@@ -1129,7 +1187,12 @@ async fn entry_conditions_gate_or_skip_their_stage() {
 
     let start = |vars: &[(&str, &str)]| {
         let mut request = client.start_pipeline_execution().name("p").source_revisions(
-            SourceRevisionOverride::builder().action_name("Checkout").revision_type(SourceRevisionType::CommitId).revision_value("abc").build().unwrap(),
+            SourceRevisionOverride::builder()
+                .action_name("Checkout")
+                .revision_type(SourceRevisionType::CommitId)
+                .revision_value("abc")
+                .build()
+                .unwrap(),
         );
         for (name, value) in vars {
             request = request.variables(PipelineVariable::builder().name(*name).value(*value).build().unwrap());
@@ -1140,7 +1203,10 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     let e = execution_of(&client, &dev).await;
     assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
     let summary = e.status_summary().unwrap();
-    assert!(summary.contains("Stage 'Work' entry condition not met") && summary.contains("'prod-only'") && summary.contains("'dev'"), "{summary}");
+    assert!(
+        summary.contains("Stage 'Work' entry condition not met") && summary.contains("'prod-only'") && summary.contains("'dev'"),
+        "{summary}"
+    );
     assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "nothing ran");
 
     // What the rules came to: ListRuleExecutions and the stage's condition state.
@@ -1190,7 +1256,8 @@ async fn a_success_condition_that_cannot_be_checked_fails_its_stage() {
     let server = TestServer::start().await;
     let client = server.client(&server.account("a").await);
     let mut p = source_then("p", ExecutionMode::Parallel, vec![("Work", vec![work_action("A", "blue")])]);
-    let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("CloudWatchAlarm").version("1").build().unwrap();
+    let id =
+        RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("CloudWatchAlarm").version("1").build().unwrap();
     let alarm = RuleDeclaration::builder().name("healthy").rule_type_id(id).configuration("AlarmName", "errors").build().unwrap();
     p.stages[1].on_success = Some(SuccessConditions::builder().conditions(condition(Outcome::Fail, alarm)).build().unwrap());
     create_past_source(&client, p).await;
@@ -1209,7 +1276,8 @@ async fn a_success_condition_that_cannot_be_checked_fails_its_stage() {
 }
 
 fn deployment_window(cron: &str) -> RuleDeclaration {
-    let id = RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("DeploymentWindow").version("1").build().unwrap();
+    let id =
+        RuleTypeId::builder().category(RuleCategory::Rule).owner(RuleOwner::Aws).provider("DeploymentWindow").version("1").build().unwrap();
     RuleDeclaration::builder().name("window").rule_type_id(id).configuration("Cron", cron).configuration("TimeZone", "UTC").build().unwrap()
 }
 
@@ -1224,8 +1292,19 @@ async fn override_condition(
     stage: &str,
     id: &str,
     kind: ConditionType,
-) -> std::result::Result<(), aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::override_stage_condition::OverrideStageConditionError>> {
-    client.override_stage_condition().pipeline_name("p").stage_name(stage).pipeline_execution_id(id).condition_type(kind).send().await.map(drop)
+) -> std::result::Result<
+    (),
+    aws_sdk_codepipeline::error::SdkError<aws_sdk_codepipeline::operation::override_stage_condition::OverrideStageConditionError>,
+> {
+    client
+        .override_stage_condition()
+        .pipeline_name("p")
+        .stage_name(stage)
+        .pipeline_execution_id(id)
+        .condition_type(kind)
+        .send()
+        .await
+        .map(drop)
 }
 
 async fn latest_execution_id(client: &Client) -> String {
@@ -1250,13 +1329,20 @@ async fn an_entry_condition_waiting_for_its_window_holds_the_stage_until_overrid
     let first = latest_execution_id(&client).await;
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let work = &state.stage_states()[1];
-    assert_eq!(work.latest_execution().map(|e| (e.pipeline_execution_id(), e.status())), Some((first.as_str(), &StageExecutionStatus::InProgress)));
+    assert_eq!(
+        work.latest_execution().map(|e| (e.pipeline_execution_id(), e.status())),
+        Some((first.as_str(), &StageExecutionStatus::InProgress))
+    );
     let gate = work.before_entry_condition_state().unwrap();
     assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
     assert_eq!(gate.condition_states()[0].rule_states()[0].latest_execution().unwrap().status(), Some(&RuleExecutionStatus::InProgress));
     let second = start_many(&client, "p", 1).await.remove(0);
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
-    assert_eq!(state.stage_states()[1].inbound_execution().map(|e| e.pipeline_execution_id()), Some(second.as_str()), "QUEUED: it waits its turn");
+    assert_eq!(
+        state.stage_states()[1].inbound_execution().map(|e| e.pipeline_execution_id()),
+        Some(second.as_str()),
+        "QUEUED: it waits its turn"
+    );
 
     let over = |stage: &'static str, id: String, kind: ConditionType| {
         let client = client.clone();
@@ -1267,7 +1353,10 @@ async fn an_entry_condition_waiting_for_its_window_holds_the_stage_until_overrid
         (over("Source", first.clone(), ConditionType::BeforeEntry).await, "ConditionNotOverridableException"),
         (over("Work", second.clone(), ConditionType::BeforeEntry).await, "ConditionNotOverridableException"),
         (over("Nope", first.clone(), ConditionType::BeforeEntry).await, "StageNotFoundException"),
-        (over("Work", "4c1e7a52-0000-4000-8000-000000000000".into(), ConditionType::BeforeEntry).await, "PipelineExecutionNotFoundException"),
+        (
+            over("Work", "4c1e7a52-0000-4000-8000-000000000000".into(), ConditionType::BeforeEntry).await,
+            "PipelineExecutionNotFoundException",
+        ),
     ];
     for (i, (result, code)) in refused.into_iter().enumerate() {
         assert_eq!(error_code(&result.unwrap_err()), code, "case {i}");
@@ -1292,7 +1381,10 @@ async fn an_entry_condition_waiting_for_its_window_holds_the_stage_until_overrid
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let work = &state.stage_states()[1];
     assert_eq!(work.latest_execution().map(|e| e.pipeline_execution_id()), Some(second.as_str()));
-    assert_eq!(work.before_entry_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
+    assert_eq!(
+        work.before_entry_condition_state().unwrap().latest_execution().unwrap().status(),
+        Some(&ConditionExecutionStatus::InProgress)
+    );
 }
 
 /// An execution waiting for a DeploymentWindow goes on by itself when the
@@ -1349,7 +1441,10 @@ async fn a_success_condition_waiting_for_its_window_ends_with_a_stop_or_an_overr
     }
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let work = &state.stage_states()[1];
-    assert_eq!(work.on_success_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::InProgress));
+    assert_eq!(
+        work.on_success_condition_state().unwrap().latest_execution().unwrap().status(),
+        Some(&ConditionExecutionStatus::InProgress)
+    );
     assert_eq!(work.action_states()[0].latest_execution().unwrap().status(), Some(&ActionExecutionStatus::Succeeded));
 
     client.stop_pipeline_execution().pipeline_name("p").pipeline_execution_id(&first).reason("not today").send().await.unwrap();
@@ -1365,7 +1460,10 @@ async fn a_success_condition_waiting_for_its_window_ends_with_a_stop_or_an_overr
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let work = &state.stage_states()[1];
     assert_eq!(work.latest_execution().unwrap().status(), &StageExecutionStatus::Succeeded);
-    assert_eq!(work.on_success_condition_state().unwrap().latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Overridden));
+    assert_eq!(
+        work.on_success_condition_state().unwrap().latest_execution().unwrap().status(),
+        Some(&ConditionExecutionStatus::Overridden)
+    );
 }
 
 /// A stage retried after its success condition failed evaluates it again;
@@ -1397,7 +1495,15 @@ async fn a_retried_stage_shows_its_newest_condition_evaluation() {
     let gate = state.stage_states()[1].on_success_condition_state().unwrap();
     assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Failed));
 
-    client.retry_stage_execution().pipeline_name("p").stage_name("Work").pipeline_execution_id(&id).retry_mode(StageRetryMode::AllActions).send().await.unwrap();
+    client
+        .retry_stage_execution()
+        .pipeline_name("p")
+        .stage_name("Work")
+        .pipeline_execution_id(&id)
+        .retry_mode(StageRetryMode::AllActions)
+        .send()
+        .await
+        .unwrap();
     finish_with("green").await;
     assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
@@ -1426,7 +1532,15 @@ async fn a_retry_of_a_stage_never_entered_checks_its_entry_condition_again() {
     let id = latest_execution_id(&client).await;
     client.stop_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
     assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Stopped));
-    client.retry_stage_execution().pipeline_name("p").stage_name("Work").pipeline_execution_id(&id).retry_mode(StageRetryMode::FailedActions).send().await.unwrap();
+    client
+        .retry_stage_execution()
+        .pipeline_name("p")
+        .stage_name("Work")
+        .pipeline_execution_id(&id)
+        .retry_mode(StageRetryMode::FailedActions)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the window is still closed");
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let gate = state.stage_states()[1].before_entry_condition_state().unwrap();
@@ -1478,7 +1592,11 @@ async fn a_result_waits_for_a_sibling_being_ended_and_reads_it_as_left() {
     assert!(!ended_all(&mut conn, &account_id, &[id]).await.unwrap(), "nobody ends it: still running");
 
     let mut writer = server.pool.begin().await.unwrap();
-    sqlx::query("update action_execution set status = 'Succeeded' where action_execution_id = $1").bind(id).execute(&mut *writer).await.unwrap();
+    sqlx::query("update action_execution set status = 'Succeeded' where action_execution_id = $1")
+        .bind(id)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
     let commit = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         writer.commit().await.unwrap();

@@ -21,10 +21,7 @@ async fn a_pipeline_keeps_every_version() {
     assert_eq!(current.pipeline().unwrap().version(), Some(2));
     assert_eq!(current.pipeline().unwrap().role_arn(), "arn:aws:iam::123456789012:role/other");
     let metadata = current.metadata().unwrap();
-    assert_eq!(
-        metadata.pipeline_arn(),
-        Some(format!("arn:aws:codepipeline:us-east-1:{}:web", account.account_id).as_str())
-    );
+    assert_eq!(metadata.pipeline_arn(), Some(format!("arn:aws:codepipeline:us-east-1:{}:web", account.account_id).as_str()));
     assert!(metadata.created().is_some() && metadata.updated().is_some());
 
     let err = client.get_pipeline().name("web").version(3).send().await.unwrap_err();

@@ -123,7 +123,10 @@ async fn override_stage_condition_names_a_missing_or_unknown_condition_type() {
             format!(r#"{{"pipelineName": "p", "stageName": "s", "pipelineExecutionId": "{id}", "conditionType": "ON_FAILURE"}}"#),
             "Value 'ON_FAILURE' at 'conditionType'",
         ),
-        (r#"{"pipelineName": "p", "stageName": "s", "pipelineExecutionId": "not-an-id", "conditionType": "ON_SUCCESS"}"#.to_owned(), "at 'pipelineExecutionId'"),
+        (
+            r#"{"pipelineName": "p", "stageName": "s", "pipelineExecutionId": "not-an-id", "conditionType": "ON_SUCCESS"}"#.to_owned(),
+            "at 'pipelineExecutionId'",
+        ),
     ] {
         let headers = signed_headers(server.addr, &account, target, body.as_bytes(), Utc::now());
         let r = raw_post(server.addr, &headers, body.as_bytes()).await;

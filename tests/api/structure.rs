@@ -45,126 +45,290 @@ type Mutation = fn(&mut Value);
 /// (what the row checks, change to the valid base, expected __type or "ok", text the message must contain)
 const RULES: &[(&str, Mutation, &str, &str)] = &[
     ("the base pipeline is valid", |_| {}, "ok", ""),
-    ("at least two stages", |p| { p["stages"].as_array_mut().unwrap().truncate(1) }, "InvalidStructureException", "at least two stages"),
-    ("at most fifty stages", |p| {
-        let extra: Vec<Value> = (0..50).map(|i| json!({"name": format!("S{i}"), "actions": [approval("a")]})).collect();
-        p["stages"].as_array_mut().unwrap().extend(extra);
-    }, "InvalidStructureException", "limit is 50"),
-    ("stage names are unique", |p| { p["stages"][2]["name"] = json!("Build") }, "InvalidStageDeclarationException", "'Build'"),
-    ("a stage has actions", |p| { p["stages"][2]["actions"] = json!([]) }, "InvalidStageDeclarationException", "'Approve'"),
-    ("at most fifty actions per stage", |p| {
-        p["stages"][2]["actions"] = Value::Array((0..51).map(|i| approval(&format!("a{i}"))).collect());
-    }, "InvalidStageDeclarationException", "limit is 50"),
-    ("the first stage holds only source actions", |p| {
-        p["stages"][0]["actions"].as_array_mut().unwrap().push(approval("Early"));
-    }, "InvalidStageDeclarationException", "'Early'"),
-    ("source actions appear only in the first stage", |p| {
-        p["stages"][2]["actions"].as_array_mut().unwrap().push(s3_source("Late", "late"));
-    }, "InvalidStageDeclarationException", "'Late'"),
-    ("action names are unique within a stage", |p| {
-        p["stages"][2]["actions"].as_array_mut().unwrap().push(approval("Ok"));
-    }, "InvalidActionDeclarationException", "'Ok'"),
-    ("output artifact names are unique in the pipeline", |p| {
-        p["stages"][1]["actions"][0]["outputArtifacts"] = json!([{"name": "src"}]);
-    }, "InvalidStructureException", "'src'"),
-    ("inputs come from an earlier action", |p| {
-        p["stages"][1]["actions"][0]["inputArtifacts"] = json!([{"name": "nowhere"}]);
-    }, "InvalidStructureException", "'nowhere'"),
-    ("an input is not produced by a parallel action", |p| {
-        p["stages"][1]["actions"].as_array_mut().unwrap().push(codebuild("Test", "bin", None, 1));
-    }, "InvalidStructureException", "'bin'"),
-    ("an input may come from a lower runOrder in the same stage", |p| {
-        p["stages"][1]["actions"].as_array_mut().unwrap().push(codebuild("Test", "bin", None, 2));
-    }, "ok", ""),
-    ("input artifact counts are within the provider's limits", |p| {
-        p["stages"][2]["actions"][0]["inputArtifacts"] = json!([{"name": "src"}]);
-    }, "InvalidActionDeclarationException", "input artifact"),
-    ("output artifact counts are within the provider's limits", |p| {
-        p["stages"][0]["actions"][0]["outputArtifacts"] = json!([]);
-    }, "InvalidActionDeclarationException", "output artifact"),
-    ("the action type exists", |p| {
-        p["stages"][2]["actions"][0]["actionTypeId"]["provider"] = json!("Nope");
-    }, "InvalidActionDeclarationException", "Provider: 'Nope'"),
-    ("required configuration is present", |p| {
-        p["stages"][1]["actions"][0]["configuration"] = json!({});
-    }, "InvalidActionDeclarationException", "'ProjectName'"),
-    ("unknown configuration keys are refused", |p| {
-        p["stages"][1]["actions"][0]["configuration"]["Colour"] = json!("blue");
-    }, "InvalidActionDeclarationException", "'Colour'"),
-    ("runOrder is at least 1", |p| { p["stages"][1]["actions"][0]["runOrder"] = json!(0) }, "ValidationException", "runOrder"),
-    ("runOrder is at most 999", |p| { p["stages"][1]["actions"][0]["runOrder"] = json!(1000) }, "ValidationException", "runOrder"),
-    ("not both artifactStore and artifactStores", |p| {
-        p["artifactStores"] = json!({"us-east-1": {"type": "S3", "location": "bucket"}});
-    }, "InvalidStructureException", "both"),
-    ("one of artifactStore and artifactStores", |p| {
-        p.as_object_mut().unwrap().remove("artifactStore");
-    }, "InvalidStructureException", "neither"),
-    ("artifactStores covers the pipeline's region", |p| {
-        p.as_object_mut().unwrap().remove("artifactStore");
-        p["artifactStores"] = json!({"eu-west-1": {"type": "S3", "location": "bucket"}});
-    }, "InvalidStructureException", "us-east-1"),
-    ("a cross-region action needs artifactStores", |p| {
-        p["stages"][1]["actions"][0]["region"] = json!("eu-west-1");
-    }, "InvalidStructureException", "eu-west-1"),
-    ("artifactStores covers every action region", |p| {
-        p.as_object_mut().unwrap().remove("artifactStore");
-        p["artifactStores"] = json!({"us-east-1": {"type": "S3", "location": "bucket"}, "eu-west-1": {"type": "S3", "location": "eu-bucket"}});
-        p["stages"][1]["actions"][0]["region"] = json!("eu-west-1");
-    }, "ok", ""),
-    ("source actions cannot be cross-region", |p| {
-        p["stages"][0]["actions"][0]["region"] = json!("eu-west-1");
-    }, "InvalidActionDeclarationException", "region"),
-    ("blockers are reserved", |p| {
-        p["stages"][2]["blockers"] = json!([{"name": "b", "type": "Schedule"}]);
-    }, "InvalidBlockerDeclarationException", "'Approve'"),
-    ("QUEUED needs a V2 pipeline", |p| { p["executionMode"] = json!("QUEUED") }, "InvalidStructureException", "V2"),
-    ("QUEUED works on V2", |p| { p["executionMode"] = json!("QUEUED"); p["pipelineType"] = json!("V2") }, "ok", ""),
-    ("variables need a V2 pipeline", |p| { p["variables"] = json!([{"name": "env", "defaultValue": "dev"}]) }, "InvalidStructureException", "V2"),
-    ("namespaces are unique", |p| {
-        p["stages"][0]["actions"][0]["namespace"] = json!("ns");
-        p["stages"][1]["actions"][0]["namespace"] = json!("ns");
-    }, "InvalidActionDeclarationException", "'ns'"),
-    ("timeoutInMinutes only on manual approvals", |p| {
-        p["stages"][1]["actions"][0]["timeoutInMinutes"] = json!(60);
-    }, "InvalidActionDeclarationException", "timeoutInMinutes"),
-    ("a trigger names a connection source action", |p| {
-        p["pipelineType"] = json!("V2");
-        p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Fetch"}}]);
-    }, "InvalidStructureException", "'Fetch'"),
-    ("a trigger's push filter is a valid combination", |p| {
-        p["pipelineType"] = json!("V2");
-        p["stages"][0]["actions"][0] = json!({"name": "Git", "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
+    ("at least two stages", |p| p["stages"].as_array_mut().unwrap().truncate(1), "InvalidStructureException", "at least two stages"),
+    (
+        "at most fifty stages",
+        |p| {
+            let extra: Vec<Value> = (0..50).map(|i| json!({"name": format!("S{i}"), "actions": [approval("a")]})).collect();
+            p["stages"].as_array_mut().unwrap().extend(extra);
+        },
+        "InvalidStructureException",
+        "limit is 50",
+    ),
+    ("stage names are unique", |p| p["stages"][2]["name"] = json!("Build"), "InvalidStageDeclarationException", "'Build'"),
+    ("a stage has actions", |p| p["stages"][2]["actions"] = json!([]), "InvalidStageDeclarationException", "'Approve'"),
+    (
+        "at most fifty actions per stage",
+        |p| {
+            p["stages"][2]["actions"] = Value::Array((0..51).map(|i| approval(&format!("a{i}"))).collect());
+        },
+        "InvalidStageDeclarationException",
+        "limit is 50",
+    ),
+    (
+        "the first stage holds only source actions",
+        |p| {
+            p["stages"][0]["actions"].as_array_mut().unwrap().push(approval("Early"));
+        },
+        "InvalidStageDeclarationException",
+        "'Early'",
+    ),
+    (
+        "source actions appear only in the first stage",
+        |p| {
+            p["stages"][2]["actions"].as_array_mut().unwrap().push(s3_source("Late", "late"));
+        },
+        "InvalidStageDeclarationException",
+        "'Late'",
+    ),
+    (
+        "action names are unique within a stage",
+        |p| {
+            p["stages"][2]["actions"].as_array_mut().unwrap().push(approval("Ok"));
+        },
+        "InvalidActionDeclarationException",
+        "'Ok'",
+    ),
+    (
+        "output artifact names are unique in the pipeline",
+        |p| {
+            p["stages"][1]["actions"][0]["outputArtifacts"] = json!([{"name": "src"}]);
+        },
+        "InvalidStructureException",
+        "'src'",
+    ),
+    (
+        "inputs come from an earlier action",
+        |p| {
+            p["stages"][1]["actions"][0]["inputArtifacts"] = json!([{"name": "nowhere"}]);
+        },
+        "InvalidStructureException",
+        "'nowhere'",
+    ),
+    (
+        "an input is not produced by a parallel action",
+        |p| {
+            p["stages"][1]["actions"].as_array_mut().unwrap().push(codebuild("Test", "bin", None, 1));
+        },
+        "InvalidStructureException",
+        "'bin'",
+    ),
+    (
+        "an input may come from a lower runOrder in the same stage",
+        |p| {
+            p["stages"][1]["actions"].as_array_mut().unwrap().push(codebuild("Test", "bin", None, 2));
+        },
+        "ok",
+        "",
+    ),
+    (
+        "input artifact counts are within the provider's limits",
+        |p| {
+            p["stages"][2]["actions"][0]["inputArtifacts"] = json!([{"name": "src"}]);
+        },
+        "InvalidActionDeclarationException",
+        "input artifact",
+    ),
+    (
+        "output artifact counts are within the provider's limits",
+        |p| {
+            p["stages"][0]["actions"][0]["outputArtifacts"] = json!([]);
+        },
+        "InvalidActionDeclarationException",
+        "output artifact",
+    ),
+    (
+        "the action type exists",
+        |p| {
+            p["stages"][2]["actions"][0]["actionTypeId"]["provider"] = json!("Nope");
+        },
+        "InvalidActionDeclarationException",
+        "Provider: 'Nope'",
+    ),
+    (
+        "required configuration is present",
+        |p| {
+            p["stages"][1]["actions"][0]["configuration"] = json!({});
+        },
+        "InvalidActionDeclarationException",
+        "'ProjectName'",
+    ),
+    (
+        "unknown configuration keys are refused",
+        |p| {
+            p["stages"][1]["actions"][0]["configuration"]["Colour"] = json!("blue");
+        },
+        "InvalidActionDeclarationException",
+        "'Colour'",
+    ),
+    ("runOrder is at least 1", |p| p["stages"][1]["actions"][0]["runOrder"] = json!(0), "ValidationException", "runOrder"),
+    ("runOrder is at most 999", |p| p["stages"][1]["actions"][0]["runOrder"] = json!(1000), "ValidationException", "runOrder"),
+    (
+        "not both artifactStore and artifactStores",
+        |p| {
+            p["artifactStores"] = json!({"us-east-1": {"type": "S3", "location": "bucket"}});
+        },
+        "InvalidStructureException",
+        "both",
+    ),
+    (
+        "one of artifactStore and artifactStores",
+        |p| {
+            p.as_object_mut().unwrap().remove("artifactStore");
+        },
+        "InvalidStructureException",
+        "neither",
+    ),
+    (
+        "artifactStores covers the pipeline's region",
+        |p| {
+            p.as_object_mut().unwrap().remove("artifactStore");
+            p["artifactStores"] = json!({"eu-west-1": {"type": "S3", "location": "bucket"}});
+        },
+        "InvalidStructureException",
+        "us-east-1",
+    ),
+    (
+        "a cross-region action needs artifactStores",
+        |p| {
+            p["stages"][1]["actions"][0]["region"] = json!("eu-west-1");
+        },
+        "InvalidStructureException",
+        "eu-west-1",
+    ),
+    (
+        "artifactStores covers every action region",
+        |p| {
+            p.as_object_mut().unwrap().remove("artifactStore");
+            p["artifactStores"] =
+                json!({"us-east-1": {"type": "S3", "location": "bucket"}, "eu-west-1": {"type": "S3", "location": "eu-bucket"}});
+            p["stages"][1]["actions"][0]["region"] = json!("eu-west-1");
+        },
+        "ok",
+        "",
+    ),
+    (
+        "source actions cannot be cross-region",
+        |p| {
+            p["stages"][0]["actions"][0]["region"] = json!("eu-west-1");
+        },
+        "InvalidActionDeclarationException",
+        "region",
+    ),
+    (
+        "blockers are reserved",
+        |p| {
+            p["stages"][2]["blockers"] = json!([{"name": "b", "type": "Schedule"}]);
+        },
+        "InvalidBlockerDeclarationException",
+        "'Approve'",
+    ),
+    ("QUEUED needs a V2 pipeline", |p| p["executionMode"] = json!("QUEUED"), "InvalidStructureException", "V2"),
+    (
+        "QUEUED works on V2",
+        |p| {
+            p["executionMode"] = json!("QUEUED");
+            p["pipelineType"] = json!("V2")
+        },
+        "ok",
+        "",
+    ),
+    (
+        "variables need a V2 pipeline",
+        |p| p["variables"] = json!([{"name": "env", "defaultValue": "dev"}]),
+        "InvalidStructureException",
+        "V2",
+    ),
+    (
+        "namespaces are unique",
+        |p| {
+            p["stages"][0]["actions"][0]["namespace"] = json!("ns");
+            p["stages"][1]["actions"][0]["namespace"] = json!("ns");
+        },
+        "InvalidActionDeclarationException",
+        "'ns'",
+    ),
+    (
+        "timeoutInMinutes only on manual approvals",
+        |p| {
+            p["stages"][1]["actions"][0]["timeoutInMinutes"] = json!(60);
+        },
+        "InvalidActionDeclarationException",
+        "timeoutInMinutes",
+    ),
+    (
+        "a trigger names a connection source action",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Fetch"}}]);
+        },
+        "InvalidStructureException",
+        "'Fetch'",
+    ),
+    (
+        "a trigger's push filter is a valid combination",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["stages"][0]["actions"][0] = json!({"name": "Git", "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
             "configuration": {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/x", "FullRepositoryId": "o/r", "BranchName": "main"},
             "outputArtifacts": [{"name": "src"}]});
-        p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
+            p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
             "push": [{"tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}}]}}]);
-    }, "InvalidStructureException", "push filter"),
-    ("a valid V2 trigger is accepted", |p| {
-        p["pipelineType"] = json!("V2");
-        p["stages"][0]["actions"][0] = json!({"name": "Git", "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
+        },
+        "InvalidStructureException",
+        "push filter",
+    ),
+    (
+        "a valid V2 trigger is accepted",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["stages"][0]["actions"][0] = json!({"name": "Git", "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
             "configuration": {"ConnectionArn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/x", "FullRepositoryId": "o/r", "BranchName": "main"},
             "outputArtifacts": [{"name": "src"}]});
-        p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
+            p["triggers"] = json!([{"providerType": "CodeStarSourceConnection", "gitConfiguration": {"sourceActionName": "Git",
             "push": [{"branches": {"includes": ["main"]}, "filePaths": {"includes": ["src/**"]}}]}}]);
-    }, "ok", ""),
-    ("an entry condition's result is FAIL or SKIP", |p| {
-        p["pipelineType"] = json!("V2");
-        p["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "ROLLBACK", "rules": [window_rule("* * * ? * MON-FRI *")]}]});
-    }, "InvalidStageDeclarationException", "beforeEntry: result ROLLBACK"),
-    ("PARALLEL pipelines do not roll back", |p| {
-        p["pipelineType"] = json!("V2");
-        p["executionMode"] = json!("PARALLEL");
-        p["stages"][1]["onFailure"] = json!({"result": "ROLLBACK"});
-    }, "InvalidStageDeclarationException", "PARALLEL"),
-    ("a DeploymentWindow's Cron is a valid cron expression", |p| {
-        p["pipelineType"] = json!("V2");
-        p["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "FAIL", "rules": [window_rule("* * 9-17 * *")]}]});
-    }, "InvalidStageDeclarationException", "rule 'window': Cron"),
-    ("a valid deployment window is accepted", |p| {
-        p["pipelineType"] = json!("V2");
-        p["stages"][1]["onSuccess"] = json!({"conditions": [{"result": "ROLLBACK", "rules": [window_rule("* * 9-16 ? * MON-FRI *")]}]});
-    }, "ok", ""),
-    ("names follow the pattern", |p| { p["stages"][1]["name"] = json!("Build It") }, "ValidationException", "pipeline.stages.2.member.name"),
+        },
+        "ok",
+        "",
+    ),
+    (
+        "an entry condition's result is FAIL or SKIP",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "ROLLBACK", "rules": [window_rule("* * * ? * MON-FRI *")]}]});
+        },
+        "InvalidStageDeclarationException",
+        "beforeEntry: result ROLLBACK",
+    ),
+    (
+        "PARALLEL pipelines do not roll back",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["executionMode"] = json!("PARALLEL");
+            p["stages"][1]["onFailure"] = json!({"result": "ROLLBACK"});
+        },
+        "InvalidStageDeclarationException",
+        "PARALLEL",
+    ),
+    (
+        "a DeploymentWindow's Cron is a valid cron expression",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["stages"][1]["beforeEntry"] = json!({"conditions": [{"result": "FAIL", "rules": [window_rule("* * 9-17 * *")]}]});
+        },
+        "InvalidStageDeclarationException",
+        "rule 'window': Cron",
+    ),
+    (
+        "a valid deployment window is accepted",
+        |p| {
+            p["pipelineType"] = json!("V2");
+            p["stages"][1]["onSuccess"] = json!({"conditions": [{"result": "ROLLBACK", "rules": [window_rule("* * 9-16 ? * MON-FRI *")]}]});
+        },
+        "ok",
+        "",
+    ),
+    ("names follow the pattern", |p| p["stages"][1]["name"] = json!("Build It"), "ValidationException", "pipeline.stages.2.member.name"),
 ];
 
 #[tokio::test]

@@ -60,8 +60,7 @@ async fn list_tags_for_resource_pages_in_key_order() {
     let mut token = None;
     let mut pages = 0;
     loop {
-        let page =
-            client.list_tags_for_resource().resource_arn(&arn).max_results(2).set_next_token(token).send().await.unwrap();
+        let page = client.list_tags_for_resource().resource_arn(&arn).max_results(2).set_next_token(token).send().await.unwrap();
         pages += 1;
         assert!(page.tags().len() <= 2);
         keys.extend(page.tags().iter().map(|t| t.key().to_owned()));
@@ -218,7 +217,8 @@ async fn concurrent_tag_requests_cannot_pass_the_limit_together() {
     for r in 0..10 {
         let (client, arn) = (client.clone(), arn.clone());
         let tags = (0..6).map(|i| tag(&format!("r{r}-k{i}"), "v")).collect();
-        requests.spawn(async move { client.tag_resource().resource_arn(arn).set_tags(Some(tags)).send().await.map_err(|e| error_code(&e)) });
+        requests
+            .spawn(async move { client.tag_resource().resource_arn(arn).set_tags(Some(tags)).send().await.map_err(|e| error_code(&e)) });
     }
     let results = requests.join_all().await;
     let refused = results.iter().filter(|r| r.as_ref().is_err_and(|code| code == "TooManyTagsException")).count();

@@ -43,7 +43,11 @@ async fn register_partner_types_timing_out_after(client: &Client, job_timeout: O
             .executor(
                 ActionTypeExecutor::builder()
                     .r#type(ExecutorType::JobWorker)
-                    .configuration(ExecutorConfiguration::builder().job_worker_executor_configuration(JobWorkerExecutorConfiguration::builder().build()).build())
+                    .configuration(
+                        ExecutorConfiguration::builder()
+                            .job_worker_executor_configuration(JobWorkerExecutorConfiguration::builder().build())
+                            .build(),
+                    )
                     .set_job_timeout(job_timeout)
                     .build()
                     .unwrap(),
@@ -53,9 +57,8 @@ async fn register_partner_types_timing_out_after(client: &Client, job_timeout: O
             .set_properties(Some(properties))
             .build()
     };
-    let property = |name: &str, secret: bool| {
-        ActionTypeProperty::builder().name(name).optional(false).key(true).no_echo(secret).build().unwrap()
-    };
+    let property =
+        |name: &str, secret: bool| ActionTypeProperty::builder().name(name).optional(false).key(true).no_echo(secret).build().unwrap();
     client
         .update_action_type()
         .action_type(declaration(source_type(), 0, 1, vec![property("Repo", false), property("ApiKey", true)]))
@@ -137,13 +140,7 @@ async fn a_partner_worker_runs_third_party_jobs_with_its_client_token() {
     }
     let err = client.get_third_party_job_details().job_id("not-a-job").client_token(&token).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidJobException");
-    let err = client
-        .get_third_party_job_details()
-        .job_id(uuid::Uuid::new_v4().to_string())
-        .client_token(&token)
-        .send()
-        .await
-        .unwrap_err();
+    let err = client.get_third_party_job_details().job_id(uuid::Uuid::new_v4().to_string()).client_token(&token).send().await.unwrap_err();
     assert_eq!(error_code(&err), "JobNotFoundException");
 
     // The details: no pipelineArn / pipelineExecutionId, secrets included.
@@ -170,13 +167,7 @@ async fn a_partner_worker_runs_third_party_jobs_with_its_client_token() {
     assert_eq!(error_code(&err), "InvalidNonceException");
     let err = client.acknowledge_third_party_job().job_id(&job_id).nonce(&nonce).client_token(&wrong_secret).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidClientTokenException");
-    let err = client
-        .put_third_party_job_success_result()
-        .job_id(&job_id)
-        .client_token(&token)
-        .send()
-        .await
-        .unwrap_err();
+    let err = client.put_third_party_job_success_result().job_id(&job_id).client_token(&token).send().await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidJobStateException", "a result before the ack");
     let acked = client.acknowledge_third_party_job().job_id(&job_id).nonce(&nonce).client_token(&token).send().await.unwrap();
     assert_eq!(acked.status(), Some(&JobStatus::InProgress));
@@ -290,14 +281,8 @@ async fn third_party_jobs_stay_in_their_account_and_their_family() {
     let err = cb.put_third_party_job_success_result().job_id(&job_id).client_token(&token_b).send().await.unwrap_err();
     assert_eq!(error_code(&err), "JobNotFoundException");
     let failure = || FailureDetails::builder().r#type(FailureType::JobFailed).message("x").build().unwrap();
-    let err = cb
-        .put_third_party_job_failure_result()
-        .job_id(&job_id)
-        .client_token(&token_b)
-        .failure_details(failure())
-        .send()
-        .await
-        .unwrap_err();
+    let err =
+        cb.put_third_party_job_failure_result().job_id(&job_id).client_token(&token_b).failure_details(failure()).send().await.unwrap_err();
     assert_eq!(error_code(&err), "JobNotFoundException");
     // B's token is no key to A's jobs either.
     let err = ca.get_third_party_job_details().job_id(&job_id).client_token(&token_b).send().await.unwrap_err();
@@ -363,17 +348,25 @@ async fn custom_jobs_are_not_third_party_jobs() {
         .name("c")
         .role_arn("arn:aws:iam::123456789012:role/pipeline")
         .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("artifacts-bucket").build().unwrap())
-        .stages(StageDeclaration::builder().name("Source").actions(action("Fetch", ActionCategory::Source, "Fetcher", None, "src")).build().unwrap())
-        .stages(StageDeclaration::builder().name("Build").actions(action("Make", ActionCategory::Build, "Builder", Some("src"), "out")).build().unwrap())
+        .stages(
+            StageDeclaration::builder()
+                .name("Source")
+                .actions(action("Fetch", ActionCategory::Source, "Fetcher", None, "src"))
+                .build()
+                .unwrap(),
+        )
+        .stages(
+            StageDeclaration::builder()
+                .name("Build")
+                .actions(action("Make", ActionCategory::Build, "Builder", Some("src"), "out"))
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     client.create_pipeline().pipeline(pipeline).send().await.unwrap();
-    let polled = client
-        .poll_for_jobs()
-        .action_type_id(type_id(ActionCategory::Source, ActionOwner::Custom, "Fetcher"))
-        .send()
-        .await
-        .unwrap();
+    let polled =
+        client.poll_for_jobs().action_type_id(type_id(ActionCategory::Source, ActionOwner::Custom, "Fetcher")).send().await.unwrap();
     let job = &polled.jobs()[0];
     let (job_id, nonce) = (job.id().unwrap(), job.nonce().unwrap());
     let err = client.get_third_party_job_details().job_id(job_id).client_token(&token).send().await.unwrap_err();

@@ -251,7 +251,8 @@ async fn deliveries_that_fail_authentication_or_filters_start_nothing() {
     assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("BodyTooLarge")), "{}", r.body);
     answers.push(r);
     // Unknown ids: 404, whatever their shape.
-    for unknown in ["/webhooks/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/webhooks/short", "/webhooks/..%2F..%2Fetc", "/webhooks/%FF%FE"] {
+    for unknown in ["/webhooks/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/webhooks/short", "/webhooks/..%2F..%2Fetc", "/webhooks/%FF%FE"]
+    {
         let r = f.deliver(unknown, &[("x-hub-signature-256", &good)], &body).await;
         assert_eq!(r.status, 404, "{unknown}: {}", r.body);
         answers.push(r);
@@ -259,9 +260,8 @@ async fn deliveries_that_fail_authentication_or_filters_start_nothing() {
 
     assert_eq!(f.executions().await.len(), baseline, "nothing was started");
     assert!(f.webhook("hook").await.last_triggered().is_none());
-    let revision = f.client.get_pipeline_state().name(PIPELINE).send().await.unwrap().stage_states()[0].action_states()[0]
-        .current_revision()
-        .cloned();
+    let revision =
+        f.client.get_pipeline_state().name(PIPELINE).send().await.unwrap().stage_states()[0].action_states()[0].current_revision().cloned();
     assert!(revision.is_none(), "no revision recorded: {revision:?}");
     for r in &answers {
         assert!(!r.body.contains(SECRET), "{}", r.body);

@@ -64,13 +64,7 @@ async fn a_webhook_is_created_and_listed_and_its_secret_never_returned() {
     let client = server.client(&account);
     client.create_pipeline().pipeline(simple_pipeline("web")).send().await.unwrap();
 
-    let put = client
-        .put_webhook()
-        .webhook(github_hook("push-main", "web", SECRET))
-        .tags(tag("team", "blue"))
-        .send()
-        .await
-        .unwrap();
+    let put = client.put_webhook().webhook(github_hook("push-main", "web", SECRET)).tags(tag("team", "blue")).send().await.unwrap();
     let item = put.webhook().unwrap();
     let url_prefix = format!("{}/webhooks/", server.endpoint());
     assert!(item.url().starts_with(&url_prefix), "{}", item.url());
