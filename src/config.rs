@@ -59,10 +59,11 @@ pub struct StorageArgs {
     /// Directory for the embedded cluster and the generated master key.
     #[arg(long, env = "MILLRACE_DATA_DIR", default_value = "./millrace-data")]
     pub data_dir: PathBuf,
-    /// Most connections this process opens to PostgreSQL. More is not faster:
-    /// beyond a few per PostgreSQL core, backends contend with each other
+    /// Most connections this process opens to PostgreSQL, two of them kept
+    /// outside the request gate (`store::db`). More is not faster: beyond a
+    /// few per PostgreSQL core, backends contend with each other
     /// (benches/README.md, session 7).
-    #[arg(long, env = "MILLRACE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "MILLRACE_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(3..))]
     pub db_max_connections: u32,
     /// Base64 of 32 bytes that encrypts stored secret keys. Replicas sharing a database must share it.
     #[arg(long, env = "MILLRACE_MASTER_KEY", hide_env_values = true)]

@@ -31,7 +31,7 @@ use crypto::SecretBox;
 
 /// Everything a request handler may use, built once at start.
 pub struct App {
-    pub pool: PgPool,
+    pub db: store::db::Db,
     pub secrets: SecretBox,
     pub config: Config,
     /// Verified access keys; live only while [`Server::run`] listens for changes.
@@ -44,7 +44,7 @@ pub struct App {
 impl App {
     pub fn new(pool: PgPool, secrets: SecretBox, config: Config) -> App {
         App {
-            pool,
+            db: store::db::Db::new(pool),
             secrets,
             config,
             keys: Default::default(),
@@ -67,7 +67,8 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Ready when the database answers.
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
-    match sqlx::query("select 1").execute(&app.pool).await {
+    let answered = async { sqlx::query("select 1").execute(&mut *app.db.acquire().await?).await }.await;
+    match answered {
         Ok(_) => (StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -102,13 +103,16 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let sweeper = tokio::spawn(engine::sweeper::run(self.app.clone(), stopped.clone()));
-        let keys = tokio::spawn(protocol::keys::listen(self.app.keys.clone(), self.app.pool.clone(), stopped));
+        let keys = tokio::spawn(protocol::keys::listen(self.app.keys.clone(), self.app.db.pool().clone(), stopped));
+        let db = self.app.db.clone();
         let router = router(self.app);
         let served =
             axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await;
         let _ = stop.send(true);
         let _ = sweeper.await;
         let _ = keys.await;
+        // The pool can close only once every connection is back in it.
+        db.drain();
         Ok(served?)
     }
 }

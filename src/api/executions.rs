@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -20,13 +20,14 @@ use crate::engine::{self, Start};
 use crate::pipeline::action_types::SECRET_MASK;
 use crate::pipeline::{ActionTypeId, PipelineDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
+use crate::store::db::Tx;
 use crate::store::executions::{self as store, ActionRow, ActionUpdate, ExecutionRow, LockedPipeline};
 use crate::store::rule_executions::{self, RuleExecutionRow};
 use crate::store::{jobs, pipelines};
 
 /// Begins the transaction of a change to `pipeline` and takes its lock.
 /// Returns the transaction, the lock and the current declaration.
-pub async fn lock(cx: &Cx, pipeline: &str) -> Result<(Transaction<'static, Postgres>, LockedPipeline, Arc<PipelineDeclaration>), ApiError> {
+pub async fn lock(cx: &Cx, pipeline: &str) -> Result<(Tx, LockedPipeline, Arc<PipelineDeclaration>), ApiError> {
     let mut tx = cx.pool().begin().await?;
     let locked = store::lock_pipeline(&mut tx, &cx.account_id, pipeline).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
     let decl = engine::declaration(&mut tx, cx.scope(pipeline, locked), locked.current_version).await?;

@@ -9,7 +9,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::{Postgres, Transaction};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use uuid::Uuid;
@@ -21,6 +20,7 @@ use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
+use crate::store::db::Tx;
 use crate::store::executions::{self as store, ActionUpdate};
 use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow, Then};
 
@@ -86,6 +86,7 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     let mut conn = cx.pool().acquire().await?;
     let polled =
         jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit).await?;
+    conn.release();
     let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
     query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;
     for j in polled.jobs.iter().filter(|j| j.alone) {
@@ -223,10 +224,11 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // reads the job to tell the caller what is wrong.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
     let mut conn = cx.pool().acquire().await?;
-    if jobs::acknowledge(&mut conn, &cx.account_id, Some("Custom"), uuid, &input.nonce, cx.app.config.job_timeout).await? {
+    let acknowledged = jobs::acknowledge(&mut conn, &cx.account_id, Some("Custom"), uuid, &input.nonce, cx.app.config.job_timeout).await?;
+    conn.release();
+    if acknowledged {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
-    drop(conn);
     let job = find_job(&cx, &input.job_id).await?;
     if job.owner != "Custom" {
         return Err(job_not_found(&input.job_id));
@@ -283,7 +285,9 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
     if !cx.app.alone_jobs.take(uuid) {
         // Its own statement: the connection goes back before end_job takes one.
-        let ended = jobs::end_unlocked(&mut *cx.pool().acquire().await?, &cx.account_id, uuid, owner, job_status, update).await?;
+        let mut conn = cx.pool().acquire().await?;
+        let ended = jobs::end_unlocked(&mut conn, &cx.account_id, uuid, owner, job_status, update).await?;
+        conn.release();
         match ended {
             EndUnlocked::NotFound => return Err(job_not_found(job_id)),
             EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
@@ -314,7 +318,7 @@ async fn settle(cx: &Cx, stage: EndedIn) {
     };
     let (app, account_id) = (cx.app.clone(), cx.account_id.clone());
     let task = tokio::spawn(async move {
-        if !busy.is_empty() && !store::ended_all(&mut *app.pool.acquire().await?, &account_id, &busy).await? {
+        if !busy.is_empty() && !store::ended_all(&mut *app.db.acquire().await?, &account_id, &busy).await? {
             return Ok(());
         }
         if let Some(_settling) = app.settling.enter(execution_id, &stage_name) {
@@ -341,7 +345,7 @@ async fn end_job(
     owner: &str,
     job_status: &str,
     update: &ActionUpdate<'_>,
-) -> Result<(Transaction<'static, Postgres>, bool), ApiError> {
+) -> Result<(Tx, bool), ApiError> {
     let mut tx = cx.pool().begin().await?;
     match jobs::end_job(&mut tx, &cx.account_id, uuid, Some(owner), job_status, update).await? {
         JobEnd::NotFound => Err(job_not_found(job_id)),

@@ -32,8 +32,8 @@ pub struct Cx {
 }
 
 impl Cx {
-    pub fn pool(&self) -> &sqlx::PgPool {
-        &self.app.pool
+    pub fn pool(&self) -> &crate::store::db::Db {
+        &self.app.db
     }
 
     pub fn region(&self) -> &str {

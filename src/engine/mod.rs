@@ -1034,7 +1034,7 @@ pub async fn action_ended(
 /// and for the sweeper's stranded stages. Harmless when someone else has
 /// already moved it: the engine then finds nothing to do.
 pub async fn settle(app: &App, account_id: &str, pipeline: &str, execution_id: Uuid, mode: &str) -> Result<(), ApiError> {
-    let mut tx = app.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     let Some((locked, disabled)) = store::lock_pipeline_shared(&mut tx, account_id, pipeline).await? else { return Ok(()) };
     let known = if mode == "PARALLEL" {
         let Some(row) = store::lock_execution(&mut tx, account_id, pipeline, execution_id).await? else { return Ok(()) };

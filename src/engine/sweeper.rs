@@ -46,7 +46,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
     let now = Utc::now();
     let ack_deadline = now - chrono::Duration::from_std(app.config.job_ack_timeout)?;
-    let mut conn = app.pool.acquire().await?;
+    let mut conn = app.db.acquire().await?;
     let requeued = jobs::requeue_unacknowledged(&mut conn, ack_deadline, 1000).await?;
     if requeued > 0 {
         tracing::info!(requeued, "requeued jobs that were never acknowledged");
@@ -129,7 +129,7 @@ impl Failing {
 /// Evaluates an execution's stage condition again, unless another sweeper
 /// (or an override) got there first.
 async fn check_again(app: &App, account_id: &str, pipeline: &str, execution_id: Uuid, now: chrono::DateTime<Utc>) -> anyhow::Result<()> {
-    let mut tx = app.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
     };
@@ -151,7 +151,7 @@ async fn time_out(
     action_execution_id: Uuid,
     message: &str,
 ) -> anyhow::Result<()> {
-    let mut tx = app.pool.begin().await?;
+    let mut tx = app.db.begin().await?;
     let Some(locked) = store::lock_pipeline(&mut tx, account_id, pipeline).await? else {
         return Ok(());
     };

@@ -30,7 +30,7 @@ pub async fn authenticate(app: &App, method: &Method, uri: &Uri, headers: &Heade
         Some(key) => key,
         None => {
             let read_at = app.keys.epoch();
-            let Some((account_id, sealed)) = accounts::find_access_key(&app.pool, &access_key_id).await? else {
+            let Some((account_id, sealed)) = accounts::find_access_key(&mut *app.db.acquire().await?, &access_key_id).await? else {
                 return Err(ApiError::new(
                     ErrorCode::UnrecognizedClientException,
                     "The security token included in the request is invalid.",

@@ -130,10 +130,10 @@ pub async fn ensure_dev_account(pool: &PgPool, secrets: &SecretBox, access_key_i
 }
 
 /// The account and sealed secret behind an access key id.
-pub async fn find_access_key(pool: &PgPool, access_key_id: &str) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+pub async fn find_access_key(conn: &mut PgConnection, access_key_id: &str) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
     sqlx::query_as("select account_id, secret_sealed from access_key where access_key_id = $1")
         .bind(access_key_id)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
 }
 

@@ -204,7 +204,7 @@ impl Endpoint {
             return Err(Answer::not_found());
         }
         let hook = {
-            let mut conn = self.app.pool.acquire().await?;
+            let mut conn = self.app.db.acquire().await?;
             store::by_url_id(&mut conn, id).await?.ok_or_else(Answer::not_found)?
         };
         seen.webhook = Some(hook.name.clone());
@@ -230,7 +230,7 @@ impl Endpoint {
         // Filters first, against the current version, outside any lock: most
         // deliveries of a busy repository match nothing.
         let current = {
-            let mut conn = self.app.pool.acquire().await?;
+            let mut conn = self.app.db.acquire().await?;
             pipelines::get(&mut conn, &hook.account_id, &hook.target_pipeline, None).await?
         };
         let Some(current) = current else {
@@ -242,7 +242,7 @@ impl Endpoint {
         };
         check_filters(&filters, &self.filter_configuration(&hook.account_id, &action.configuration), &payload)?;
         if let Some(d) = &delivery {
-            let mut conn = self.app.pool.acquire().await?;
+            let mut conn = self.app.db.acquire().await?;
             if let Some(execution) = store::delivery(&mut conn, &hook.url_id, d).await? {
                 return Ok(duplicate(d, execution));
             }
@@ -327,7 +327,7 @@ impl Endpoint {
     ) -> Result<Answer, Answer> {
         let account = hook.account_id.as_str();
         let pipeline = hook.target_pipeline.as_str();
-        let mut tx = self.app.pool.begin().await?;
+        let mut tx = self.app.db.begin().await?;
         let Some(locked) = executions::lock_pipeline(&mut tx, account, pipeline).await? else {
             drop(tx);
             return Err(self.target_error(hook, "PipelineNotFound", pipeline_gone(hook)).await);
@@ -392,13 +392,13 @@ impl Endpoint {
         {
             // A concurrent copy of this delivery committed first.
             drop(tx);
-            let mut conn = self.app.pool.acquire().await?;
+            let mut conn = self.app.db.acquire().await?;
             let first = store::delivery(&mut conn, &hook.url_id, d).await?.unwrap_or(execution);
             return Ok(duplicate(d, first));
         }
         tx.commit().await?;
 
-        if let Ok(mut conn) = self.app.pool.acquire().await
+        if let Ok(mut conn) = self.app.db.acquire().await
             && let Err(e) = store::prune_deliveries(&mut conn, DELIVERY_RETENTION, PRUNE_BATCH).await
         {
             tracing::warn!(error = %e, "pruning old webhook delivery ids failed");
@@ -410,7 +410,7 @@ impl Endpoint {
 
     /// 409, with the reason kept on the webhook for ListWebhooks.
     async fn target_error(&self, hook: &DeliveryTarget, code: &str, message: String) -> Answer {
-        match self.app.pool.acquire().await {
+        match self.app.db.acquire().await {
             Ok(mut conn) => {
                 if let Err(e) = store::set_error(&mut conn, &hook.url_id, code, &message).await {
                     tracing::warn!(error = %e, "recording a webhook's error failed");

@@ -4,6 +4,7 @@
 mod action_types;
 mod admin;
 mod auth;
+mod db;
 mod executions;
 mod helpers;
 mod isolation;

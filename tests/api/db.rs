@@ -1,0 +1,53 @@
+//! The gate in front of sqlx's pool (`store::db`), on a real connection pool.
+
+use std::time::Duration;
+
+use millrace::store::db::{Db, OUTSIDE};
+use sqlx::PgConnection;
+
+use crate::helpers::fresh_database_url;
+
+async fn backend(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("select pg_backend_pid()").fetch_one(conn).await.unwrap()
+}
+
+/// A connection released after its statement is the next one handed out;
+/// one dropped instead goes back to sqlx's pool. The gate admits as many
+/// callers as the pool has connections but [`OUTSIDE`], which stay free
+/// for direct users of the pool.
+#[tokio::test]
+async fn the_gate_reuses_released_connections_and_keeps_room_outside() {
+    let pool = millrace::store::connect(&fresh_database_url().await, 8).await.unwrap();
+    let db = Db::new(pool.clone());
+    let mut first = db.acquire().await.unwrap();
+    let pid = backend(&mut first).await;
+    first.release();
+    let out = |pool: &sqlx::PgPool| pool.size() as usize - pool.num_idle();
+    assert_eq!(out(&pool), 1, "released: kept by the gate, not handed back to sqlx (which would test it)");
+    let mut again = db.acquire().await.unwrap();
+    assert_eq!(backend(&mut again).await, pid, "the released connection comes back");
+    drop(again);
+    for _ in 0..100 {
+        if out(&pool) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(out(&pool), 0, "dropped: handed back to sqlx");
+
+    let mut held = Vec::new();
+    for _ in 0..8 - OUTSIDE {
+        held.push(db.acquire().await.unwrap());
+    }
+    assert!(tokio::time::timeout(Duration::from_millis(200), db.acquire()).await.is_err(), "one caller too many waits");
+    let mut direct = Vec::new();
+    for _ in 0..OUTSIDE {
+        direct.push(tokio::time::timeout(Duration::from_secs(2), pool.acquire()).await.expect("room outside the gate").unwrap());
+    }
+    let waiting = tokio::spawn({
+        let db = db.clone();
+        async move { db.begin().await.map(drop) }
+    });
+    held.pop().unwrap().release();
+    tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("a released permit lets the next caller in").unwrap().unwrap();
+}
