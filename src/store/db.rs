@@ -58,7 +58,7 @@ impl Db {
     }
 
     pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
-        let permit = self.permits.clone().acquire_owned().await.expect("the gate is never closed");
+        let permit = self.permit().await?;
         let conn = match self.take_idle() {
             Some(conn) => conn,
             None => self.pool.acquire().await?,
@@ -69,7 +69,7 @@ impl Db {
     /// A transaction on a connection of sqlx's pool, which rolls it back if
     /// it is dropped before its end, and tests the connection after it.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let permit = self.permits.clone().acquire_owned().await.expect("the gate is never closed");
+        let permit = self.permit().await?;
         // Room in the pool for it: one of the idle connections goes back.
         drop(self.take_idle());
         Ok(Tx { tx: self.pool.begin().await?, _permit: permit })
@@ -78,6 +78,15 @@ impl Db {
     /// Hands every idle connection back to the pool (before it closes).
     pub fn drain(&self) {
         self.idle.lock().expect("never poisoned").clear();
+    }
+
+    /// A permit, waited for as long as sqlx waits for a connection.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, sqlx::Error> {
+        let wait = self.pool.options().get_acquire_timeout();
+        match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
+            Ok(permit) => Ok(permit.expect("the gate is never closed")),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
     }
 
     fn take_idle(&self) -> Option<PoolConnection<Postgres>> {
