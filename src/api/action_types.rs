@@ -129,7 +129,7 @@ pub async fn create_custom_action_type(cx: Cx, input: CreateCustomActionTypeInpu
     };
     check_definition(&action_type)?;
     tags::validate_tags(&input.tags)?;
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     lock_account(&mut tx, &cx.account_id, "action_type").await?;
     match store::get(&mut tx, &cx.account_id, &action_type.id).await? {
         // Creating the same definition again is harmless (and revives a
@@ -178,7 +178,7 @@ pub struct DeleteCustomActionTypeInput {
 /// Deleting a type that does not exist (or is already deleted) succeeds.
 pub async fn delete_custom_action_type(cx: Cx, input: DeleteCustomActionTypeInput) -> Result<super::Empty, ApiError> {
     let id = ActionTypeId { category: input.category, owner: "Custom".into(), provider: input.provider, version: input.version };
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     if store::mark_deleted(&mut tx, &cx.account_id, &id).await? {
         tags::delete_tags_of(&mut tx, &cx.account_id, &type_arn(&cx, &id)).await?;
         fail_queued_jobs(&cx, &mut tx, &id).await?;
@@ -233,7 +233,7 @@ pub async fn list_action_types(cx: Cx, input: ListActionTypesInput) -> Result<Li
     if input.region_filter.as_deref().is_some_and(|r| r != cx.region()) {
         return Ok(ListActionTypesOutput { action_types: vec![], next_token: None });
     }
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let mut types: Vec<ActionType> = types_for_account(&mut conn, &cx.account_id, false)
         .await?
         .into_values()
@@ -271,7 +271,7 @@ pub async fn get_action_type(cx: Cx, input: GetActionTypeInput) -> Result<GetAct
     if let Some(t) = action_types::find_builtin(&id) {
         return Ok(GetActionTypeOutput { action_type: t.declaration() });
     }
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     match store::get(&mut conn, &cx.account_id, &id).await? {
         Some(row) if !row.deleted => {
             Ok(GetActionTypeOutput { action_type: row.declaration.unwrap_or_else(|| row.definition.0.declaration()) })
@@ -349,7 +349,7 @@ pub async fn update_action_type(cx: Cx, input: UpdateActionTypeInput) -> Result<
         output_artifact_details: view.output_artifact_details,
     };
     check_definition(&definition)?;
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     store::upsert(&mut tx, &cx.account_id, &definition, Some(&input.action_type)).await?;
     tx.commit().await?;
     Ok(super::Empty {})

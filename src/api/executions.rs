@@ -28,7 +28,7 @@ use crate::store::{jobs, pipelines};
 /// Begins the transaction of a change to `pipeline` and takes its lock.
 /// Returns the transaction, the lock and the current declaration.
 pub async fn lock(cx: &Cx, pipeline: &str) -> Result<(Tx, LockedPipeline, Arc<PipelineDeclaration>), ApiError> {
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     let locked = store::lock_pipeline(&mut tx, &cx.account_id, pipeline).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
     let decl = engine::declaration(&mut tx, cx.scope(pipeline, locked), locked.current_version).await?;
     Ok((tx, locked, decl))
@@ -76,7 +76,7 @@ pub struct StartPipelineExecutionOutput {
 pub async fn start_pipeline_execution(cx: Cx, input: StartPipelineExecutionInput) -> Result<StartPipelineExecutionOutput, ApiError> {
     // Starts run side by side with workers' results and, in PARALLEL
     // pipelines, with each other (see `store::executions`).
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     let (locked, disabled) =
         store::lock_pipeline_shared(&mut tx, &cx.account_id, &input.name).await?.ok_or_else(|| engine::not_found_error(&input.name))?;
     let decl = engine::declaration(&mut tx, cx.scope(&input.name, locked), locked.current_version).await?;
@@ -521,7 +521,7 @@ fn condition_state(rounds: &[&RuleExecutionRow]) -> Value {
 /// Errors: ValidationException, PipelineNotFoundException.
 pub async fn get_pipeline_state(cx: Cx, input: GetPipelineStateInput) -> Result<Value, ApiError> {
     let pipeline = input.name.as_str();
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let row = pipelines::get(&mut conn, &cx.account_id, pipeline, None).await?.ok_or_else(|| engine::not_found_error(pipeline))?;
     let decl: PipelineDeclaration =
         serde_json::from_value(row.declaration.clone()).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
@@ -659,7 +659,7 @@ pub struct GetPipelineExecutionInput {
 /// Errors: PipelineNotFoundException, PipelineExecutionNotFoundException.
 pub async fn get_pipeline_execution(cx: Cx, input: GetPipelineExecutionInput) -> Result<Value, ApiError> {
     let pipeline = input.pipeline_name.as_str();
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     if !pipelines::exists(&mut conn, &cx.account_id, pipeline).await? {
         return Err(engine::not_found_error(pipeline));
     }
@@ -716,7 +716,7 @@ pub async fn list_pipeline_executions(cx: Cx, input: ListPipelineExecutionsInput
     let limit = input.max_results.unwrap_or(100);
     let before = seq_token(input.next_token.as_deref())?;
     let stage_filter = input.filter.as_ref().and_then(|f| f["succeededInStage"]["stageName"].as_str().map(str::to_owned));
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     if !pipelines::exists(&mut conn, &cx.account_id, pipeline).await? {
         return Err(engine::not_found_error(pipeline));
     }
@@ -814,7 +814,7 @@ pub async fn list_action_executions(cx: Cx, input: ListActionExecutionsInput) ->
     let pipeline = input.pipeline_name.as_str();
     let limit = input.max_results.unwrap_or(100);
     let before = seq_token(input.next_token.as_deref())?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let execution = execution_filter(&mut conn, &cx, pipeline, input.filter.as_ref()).await?;
     let types = types_for_account(&mut conn, &cx.account_id, true).await?;
     let mut rows = store::list_actions(&mut conn, &cx.account_id, pipeline, execution, before, limit + 1).await?;
@@ -913,7 +913,7 @@ pub async fn list_rule_executions(cx: Cx, input: ListRuleExecutionsInput) -> Res
     let pipeline = input.pipeline_name.as_str();
     let limit = input.max_results.unwrap_or(100);
     let before = seq_token(input.next_token.as_deref())?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let execution = execution_filter(&mut conn, &cx, pipeline, input.filter.as_ref()).await?;
     let mut rows = rule_executions::list(&mut conn, &cx.account_id, pipeline, execution, before, limit + 1).await?;
     let next = more(&mut rows, limit, |r| r.seq);
@@ -954,7 +954,7 @@ pub struct ListDeployActionExecutionTargetsInput {
 
 /// Errors: PipelineNotFoundException, ActionExecutionNotFoundException.
 pub async fn list_deploy_action_execution_targets(cx: Cx, input: ListDeployActionExecutionTargetsInput) -> Result<Value, ApiError> {
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     if let Some(p) = &input.pipeline_name
         && !pipelines::exists(&mut conn, &cx.account_id, p).await?
     {

@@ -64,7 +64,7 @@ pub fn wrong_owner(id: &ActionTypeId, owner: &str) -> ApiError {
 /// The account's live type `id`: ActionTypeNotFoundException for an
 /// unknown or deleted type.
 async fn live_type(cx: &Cx, id: &ActionTypeId) -> Result<ActionTypeRow, ApiError> {
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))
 }
 
@@ -83,7 +83,7 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     // One statement reads the type and claims if the queryParam fits it;
     // otherwise the type says what is wrong, and nothing was claimed.
     let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let polled =
         jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit).await?;
     conn.release();
@@ -187,7 +187,7 @@ pub fn job_not_found(id: &str) -> ApiError {
 /// A job of this account, by the id the caller gave.
 pub async fn find_job(cx: &Cx, id: &str) -> Result<JobRow, ApiError> {
     let uuid = Uuid::parse_str(id).map_err(|_| job_not_found(id))?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     jobs::get(&mut conn, &cx.account_id, uuid).await?.ok_or_else(|| job_not_found(id))
 }
 
@@ -206,7 +206,7 @@ pub struct AcknowledgeJobOutput {
 /// Acknowledges for the holder of the current nonce. Acknowledging again
 /// answers the job's status, so a worker learns when its job was stopped.
 pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<AcknowledgeJobOutput, ApiError> {
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     if jobs::acknowledge(&mut conn, &cx.account_id, None, job.job_id, nonce, cx.app.config.job_timeout).await? {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
@@ -223,7 +223,7 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // Dispatched with this nonce. Anything else takes the path below, which
     // reads the job to tell the caller what is wrong.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let acknowledged = jobs::acknowledge(&mut conn, &cx.account_id, Some("Custom"), uuid, &input.nonce, cx.app.config.job_timeout).await?;
     conn.release();
     if acknowledged {
@@ -285,7 +285,7 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
     if !cx.app.alone_jobs.take(uuid) {
         // Its own statement: the connection goes back before end_job takes one.
-        let mut conn = cx.pool().acquire().await?;
+        let mut conn = cx.db().acquire().await?;
         let ended = jobs::end_unlocked(&mut conn, &cx.account_id, uuid, owner, job_status, update).await?;
         conn.release();
         match ended {
@@ -346,7 +346,7 @@ async fn end_job(
     job_status: &str,
     update: &ActionUpdate<'_>,
 ) -> Result<(Tx, bool), ApiError> {
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     match jobs::end_job(&mut tx, &cx.account_id, uuid, Some(owner), job_status, update).await? {
         JobEnd::NotFound => Err(job_not_found(job_id)),
         JobEnd::NotInProgress(status) => Err(invalid_state(job_id, &status)),

@@ -32,7 +32,7 @@ pub struct Cx {
 }
 
 impl Cx {
-    pub fn pool(&self) -> &crate::store::db::Db {
+    pub fn db(&self) -> &crate::store::db::Db {
         &self.app.db
     }
 

@@ -217,7 +217,7 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
     let pipeline = with_version(input.pipeline, 1);
     let name = name_of(&pipeline).to_owned();
     tags::validate_tags(&input.tags)?;
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     let types = check_structure(&cx, &mut tx, &pipeline).await?;
     lock_account(&mut tx, &cx.account_id, "pipeline").await?;
     if count_pipelines(&mut tx, &cx.account_id).await? >= MAX_PIPELINES {
@@ -246,7 +246,7 @@ pub async fn create_pipeline(cx: Cx, input: CreatePipelineInput) -> Result<Creat
 
 /// Errors: ValidationException, PipelineNotFoundException, PipelineVersionNotFoundException.
 pub async fn get_pipeline(cx: Cx, input: GetPipelineInput) -> Result<GetPipelineOutput, ApiError> {
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let Some(row) = pipelines::get(&mut conn, &cx.account_id, &input.name, input.version).await? else {
         if input.version.is_some() && pipelines::exists(&mut conn, &cx.account_id, &input.name).await? {
             return Err(ApiError::new(
@@ -272,7 +272,7 @@ pub async fn get_pipeline(cx: Cx, input: GetPipelineInput) -> Result<GetPipeline
 /// errors of CreatePipeline.
 pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<UpdatePipelineOutput, ApiError> {
     let name = name_of(&input.pipeline).to_owned();
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     let previous = pipelines::get(&mut tx, &cx.account_id, &name, None).await?.ok_or_else(|| not_found(&name))?;
     let all_types = types_for_account(&mut tx, &cx.account_id, true).await?;
     let pipeline = restore_masked_secrets(input.pipeline, &previous.declaration, &all_types);
@@ -289,7 +289,7 @@ pub async fn update_pipeline(cx: Cx, input: UpdatePipelineInput) -> Result<Updat
 
 /// Deleting a pipeline that does not exist succeeds, as in AWS.
 pub async fn delete_pipeline(cx: Cx, input: DeletePipelineInput) -> Result<Empty, ApiError> {
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     pipelines::delete(&mut tx, &cx.account_id, &input.name).await?;
     let arn = ResourceArn::of(&cx, Resource::Pipeline { name: input.name.clone() }).to_string();
     tags::delete_tags_of(&mut tx, &cx.account_id, &arn).await?;
@@ -301,7 +301,7 @@ pub async fn delete_pipeline(cx: Cx, input: DeletePipelineInput) -> Result<Empty
 pub async fn list_pipelines(cx: Cx, input: ListPipelinesInput) -> Result<ListPipelinesOutput, ApiError> {
     let limit = input.max_results.unwrap_or(1000);
     let after = page_token::decode(input.next_token.as_deref())?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     // One extra row tells whether another page exists.
     let mut rows = pipelines::list(&mut conn, &cx.account_id, after.as_deref(), limit + 1).await?;
     let next_token = if rows.len() as i64 > limit {

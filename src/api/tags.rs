@@ -304,7 +304,7 @@ async fn resolve(cx: &Cx, conn: &mut PgConnection, given: &str, arn: &ResourceAr
 pub async fn tag_resource(cx: Cx, input: TagResourceInput) -> Result<TagResourceOutput, ApiError> {
     let arn = ResourceArn::parse(&input.resource_arn)?;
     validate_tags(&input.tags)?;
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     let canonical = resolve(&cx, &mut tx, &input.resource_arn, &arn, true).await?;
     add_tags(&mut tx, &cx.account_id, &canonical, &input.tags).await?;
     tx.commit().await?;
@@ -320,7 +320,7 @@ pub async fn untag_resource(cx: Cx, input: UntagResourceInput) -> Result<UntagRe
     if let Some(key) = input.tag_keys.iter().find(|k| is_reserved_key(k)) {
         return Err(invalid_tags(format!("Tag key '{key}' is reserved: keys beginning with 'aws:' cannot be removed")));
     }
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     let canonical = resolve(&cx, &mut tx, &input.resource_arn, &arn, true).await?;
     tags::delete_keys(&mut tx, &cx.account_id, &canonical, &input.tag_keys).await?;
     tx.commit().await?;
@@ -335,7 +335,7 @@ pub async fn untag_resource(cx: Cx, input: UntagResourceInput) -> Result<UntagRe
 pub async fn list_tags_for_resource(cx: Cx, input: ListTagsForResourceInput) -> Result<ListTagsForResourceOutput, ApiError> {
     let arn = ResourceArn::parse(&input.resource_arn)?;
     let after = page_token::decode(input.next_token.as_deref())?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let canonical = resolve(&cx, &mut conn, &input.resource_arn, &arn, false).await?;
     // One extra row tells whether another page exists.
     let limit = input.max_results;

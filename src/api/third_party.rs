@@ -41,7 +41,7 @@ pub async fn poll_for_third_party_jobs(cx: Cx, input: PollForThirdPartyJobsInput
     if id.owner != OWNER {
         return Err(jobs::wrong_owner(id, OWNER));
     }
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let polled =
         job_store::poll_third_party(&mut conn, &cx.account_id, id, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit)
             .await?;
@@ -67,7 +67,7 @@ fn invalid_token() -> ApiError {
 /// verification, off the async threads.
 async fn verify_client(cx: &Cx, token: &str) -> Result<(), ApiError> {
     let client_id = clients::client_id_of(token).ok_or_else(invalid_token)?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     let hash = clients::token_hash(&mut conn, &cx.account_id, client_id).await?.ok_or_else(invalid_token)?;
     drop(conn);
     let token = token.to_owned();

@@ -373,7 +373,7 @@ pub async fn put_webhook(cx: Cx, input: PutWebhookInput) -> Result<PutWebhookOut
     let arn = webhook_arn(&cx, &def.name);
     let filters = serde_json::to_value(&def.filters).map_err(ApiError::internal)?;
 
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     check_target(&mut tx, account_id, &def).await?;
     webhooks::lock_account(&mut tx, account_id).await?;
     let existing = webhooks::get_for_update(&mut tx, account_id, &def.name).await?;
@@ -439,7 +439,7 @@ pub async fn put_webhook(cx: Cx, input: PutWebhookInput) -> Result<PutWebhookOut
 pub async fn list_webhooks(cx: Cx, input: ListWebhooksInput) -> Result<ListWebhooksOutput, ApiError> {
     let limit = input.max_results.unwrap_or(100);
     let after = page_token::decode(input.next_token.as_deref())?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     // One extra row tells whether another page exists.
     let mut rows = webhooks::list(&mut conn, &cx.account_id, after.as_deref(), limit + 1).await?;
     let next_token = if rows.len() as i64 > limit {
@@ -463,7 +463,7 @@ pub async fn list_webhooks(cx: Cx, input: ListWebhooksInput) -> Result<ListWebho
 ///
 /// Errors: ValidationException.
 pub async fn delete_webhook(cx: Cx, input: DeleteWebhookInput) -> Result<DeleteWebhookOutput, ApiError> {
-    let mut tx = cx.pool().begin().await?;
+    let mut tx = cx.db().begin().await?;
     webhooks::delete(&mut tx, &cx.account_id, &input.name).await?;
     delete_tags_of(&mut tx, &cx.account_id, &webhook_arn(&cx, &input.name)).await?;
     tx.commit().await?;
@@ -473,7 +473,7 @@ pub async fn delete_webhook(cx: Cx, input: DeleteWebhookInput) -> Result<DeleteW
 async fn set_registered(cx: &Cx, name: Option<String>, registered: bool) -> Result<(), ApiError> {
     // The model leaves webhookName optional, but there is nothing to act on without it.
     let name = name.ok_or_else(|| ApiError::validation("webhookName is required"))?;
-    let mut conn = cx.pool().acquire().await?;
+    let mut conn = cx.db().acquire().await?;
     if !webhooks::set_registered(&mut conn, &cx.account_id, &name, registered).await? {
         return Err(webhook_not_found(&name));
     }
