@@ -139,6 +139,7 @@ fn builtin(owner: &str, category: &str, provider: &str, input: (i32, i32), outpu
 }
 
 /// Every built-in action type, in a stable order.
+#[rustfmt::skip] // a table: one built-in type per entry reads best as written
 pub fn catalogue() -> &'static [ActionType] {
     use std::sync::OnceLock;
     static CATALOGUE: OnceLock<Vec<ActionType>> = OnceLock::new();
@@ -153,141 +154,77 @@ pub fn catalogue() -> &'static [ActionType] {
             ("EnvironmentVariables", OPT, false, false),
         ];
         vec![
-            builtin(
-                "AWS",
-                "Source",
-                "S3",
-                (0, 0),
-                (1, 1),
-                &[
-                    ("S3Bucket", REQ, true, false),
-                    ("S3ObjectKey", REQ, true, false),
-                    ("PollForSourceChanges", OPT, false, false),
-                    ("AllowOverrideForS3ObjectKey", OPT, false, false),
-                ],
-            ),
-            builtin(
-                "AWS",
-                "Source",
-                "CodeCommit",
-                (0, 0),
-                (1, 1),
-                &[
-                    ("RepositoryName", REQ, true, false),
-                    ("BranchName", REQ, true, false),
-                    ("PollForSourceChanges", OPT, false, false),
-                    ("OutputArtifactFormat", OPT, false, false),
-                ],
-            ),
+            builtin("AWS", "Source", "S3", (0, 0), (1, 1), &[
+                ("S3Bucket", REQ, true, false),
+                ("S3ObjectKey", REQ, true, false),
+                ("PollForSourceChanges", OPT, false, false),
+                ("AllowOverrideForS3ObjectKey", OPT, false, false),
+            ]),
+            builtin("AWS", "Source", "CodeCommit", (0, 0), (1, 1), &[
+                ("RepositoryName", REQ, true, false),
+                ("BranchName", REQ, true, false),
+                ("PollForSourceChanges", OPT, false, false),
+                ("OutputArtifactFormat", OPT, false, false),
+            ]),
             builtin("AWS", "Source", "ECR", (0, 0), (1, 1), &[("RepositoryName", REQ, true, false), ("ImageTag", OPT, false, false)]),
-            builtin(
-                "AWS",
-                "Source",
-                "CodeStarSourceConnection",
-                (0, 0),
-                (1, 1),
-                &[
-                    ("ConnectionArn", REQ, true, false),
-                    ("FullRepositoryId", REQ, true, false),
-                    ("BranchName", REQ, true, false),
-                    ("OutputArtifactFormat", OPT, false, false),
-                    ("DetectChanges", OPT, false, false),
-                ],
-            ),
-            builtin(
-                "ThirdParty",
-                "Source",
-                "GitHub",
-                (0, 0),
-                (1, 1),
-                &[
-                    ("Owner", REQ, true, false),
-                    ("Repo", REQ, true, false),
-                    ("Branch", REQ, true, false),
-                    ("OAuthToken", REQ, false, true),
-                    ("PollForSourceChanges", OPT, false, false),
-                ],
-            ),
+            builtin("AWS", "Source", "CodeStarSourceConnection", (0, 0), (1, 1), &[
+                ("ConnectionArn", REQ, true, false),
+                ("FullRepositoryId", REQ, true, false),
+                ("BranchName", REQ, true, false),
+                ("OutputArtifactFormat", OPT, false, false),
+                ("DetectChanges", OPT, false, false),
+            ]),
+            builtin("ThirdParty", "Source", "GitHub", (0, 0), (1, 1), &[
+                ("Owner", REQ, true, false),
+                ("Repo", REQ, true, false),
+                ("Branch", REQ, true, false),
+                ("OAuthToken", REQ, false, true),
+                ("PollForSourceChanges", OPT, false, false),
+            ]),
             builtin("AWS", "Build", "CodeBuild", (1, 5), (0, 5), codebuild),
             builtin("AWS", "Test", "CodeBuild", (1, 5), (0, 5), codebuild),
-            builtin(
-                "AWS",
-                "Deploy",
-                "S3",
-                (1, 1),
-                (0, 0),
-                &[
-                    ("BucketName", REQ, true, false),
-                    ("Extract", REQ, false, false),
-                    ("ObjectKey", OPT, false, false),
-                    ("KMSEncryptionKeyARN", OPT, false, false),
-                    ("CannedACL", OPT, false, false),
-                    ("CacheControl", OPT, false, false),
-                ],
-            ),
-            builtin(
-                "AWS",
-                "Deploy",
-                "CodeDeploy",
-                (1, 1),
-                (0, 0),
-                &[("ApplicationName", REQ, true, false), ("DeploymentGroupName", REQ, true, false)],
-            ),
-            builtin(
-                "AWS",
-                "Deploy",
-                "CloudFormation",
-                (0, 10),
-                (0, 1),
-                &[
-                    ("ActionMode", REQ, true, false),
-                    ("StackName", REQ, true, false),
-                    ("Capabilities", OPT, false, false),
-                    ("ChangeSetName", OPT, false, false),
-                    ("OutputFileName", OPT, false, false),
-                    ("ParameterOverrides", OPT, false, false),
-                    ("RoleArn", OPT, false, false),
-                    ("TemplateConfiguration", OPT, false, false),
-                    ("TemplatePath", OPT, false, false),
-                ],
-            ),
-            builtin(
-                "AWS",
-                "Deploy",
-                "ECS",
-                (1, 1),
-                (0, 0),
-                &[
-                    ("ClusterName", REQ, true, false),
-                    ("ServiceName", REQ, true, false),
-                    ("FileName", OPT, false, false),
-                    ("DeploymentTimeout", OPT, false, false),
-                ],
-            ),
-            builtin(
-                "AWS",
-                "Deploy",
-                "ElasticBeanstalk",
-                (1, 1),
-                (0, 0),
-                &[("ApplicationName", REQ, true, false), ("EnvironmentName", REQ, true, false)],
-            ),
-            builtin(
-                "AWS",
-                "Invoke",
-                "Lambda",
-                (0, 5),
-                (0, 5),
-                &[("FunctionName", REQ, true, false), ("UserParameters", OPT, false, false)],
-            ),
-            builtin(
-                "AWS",
-                "Approval",
-                "Manual",
-                (0, 0),
-                (0, 0),
-                &[("NotificationArn", OPT, false, false), ("ExternalEntityLink", OPT, false, false), ("CustomData", OPT, false, false)],
-            ),
+            builtin("AWS", "Deploy", "S3", (1, 1), (0, 0), &[
+                ("BucketName", REQ, true, false),
+                ("Extract", REQ, false, false),
+                ("ObjectKey", OPT, false, false),
+                ("KMSEncryptionKeyARN", OPT, false, false),
+                ("CannedACL", OPT, false, false),
+                ("CacheControl", OPT, false, false),
+            ]),
+            builtin("AWS", "Deploy", "CodeDeploy", (1, 1), (0, 0), &[
+                ("ApplicationName", REQ, true, false),
+                ("DeploymentGroupName", REQ, true, false),
+            ]),
+            builtin("AWS", "Deploy", "CloudFormation", (0, 10), (0, 1), &[
+                ("ActionMode", REQ, true, false),
+                ("StackName", REQ, true, false),
+                ("Capabilities", OPT, false, false),
+                ("ChangeSetName", OPT, false, false),
+                ("OutputFileName", OPT, false, false),
+                ("ParameterOverrides", OPT, false, false),
+                ("RoleArn", OPT, false, false),
+                ("TemplateConfiguration", OPT, false, false),
+                ("TemplatePath", OPT, false, false),
+            ]),
+            builtin("AWS", "Deploy", "ECS", (1, 1), (0, 0), &[
+                ("ClusterName", REQ, true, false),
+                ("ServiceName", REQ, true, false),
+                ("FileName", OPT, false, false),
+                ("DeploymentTimeout", OPT, false, false),
+            ]),
+            builtin("AWS", "Deploy", "ElasticBeanstalk", (1, 1), (0, 0), &[
+                ("ApplicationName", REQ, true, false),
+                ("EnvironmentName", REQ, true, false),
+            ]),
+            builtin("AWS", "Invoke", "Lambda", (0, 5), (0, 5), &[
+                ("FunctionName", REQ, true, false),
+                ("UserParameters", OPT, false, false),
+            ]),
+            builtin("AWS", "Approval", "Manual", (0, 0), (0, 0), &[
+                ("NotificationArn", OPT, false, false),
+                ("ExternalEntityLink", OPT, false, false),
+                ("CustomData", OPT, false, false),
+            ]),
         ]
     })
 }

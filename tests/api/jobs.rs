@@ -842,15 +842,7 @@ async fn a_stage_declared_to_retry_on_failure_runs_its_failed_actions_again_once
     let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
     assert_eq!(status(e), PipelineExecutionStatus::Failed, "the automatic retry happens once");
 
-    client
-        .retry_stage_execution()
-        .pipeline_name("p")
-        .stage_name("Work")
-        .pipeline_execution_id(&id)
-        .retry_mode(StageRetryMode::FailedActions)
-        .send()
-        .await
-        .unwrap();
+    retry_work(&client, &id, StageRetryMode::FailedActions).await;
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     let e = client.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
     assert_eq!(status(e), PipelineExecutionStatus::Succeeded);
@@ -1146,6 +1138,12 @@ fn variable_check(name: &str, variable: &str, operator: &str, value: &str) -> Ru
 
 fn condition(result: aws_sdk_codepipeline::types::Result, rule: RuleDeclaration) -> Condition {
     Condition::builder().result(result).rules(rule).build()
+}
+
+/// RetryStageExecution of stage `Work` of pipeline `p`.
+async fn retry_work(client: &Client, id: &str, mode: StageRetryMode) {
+    let retry = client.retry_stage_execution().pipeline_name("p").stage_name("Work").pipeline_execution_id(id);
+    retry.retry_mode(mode).send().await.unwrap();
 }
 
 async fn execution_of(client: &Client, id: &str) -> PipelineExecution {
@@ -1495,15 +1493,7 @@ async fn a_retried_stage_shows_its_newest_condition_evaluation() {
     let gate = state.stage_states()[1].on_success_condition_state().unwrap();
     assert_eq!(gate.latest_execution().unwrap().status(), Some(&ConditionExecutionStatus::Failed));
 
-    client
-        .retry_stage_execution()
-        .pipeline_name("p")
-        .stage_name("Work")
-        .pipeline_execution_id(&id)
-        .retry_mode(StageRetryMode::AllActions)
-        .send()
-        .await
-        .unwrap();
+    retry_work(&client, &id, StageRetryMode::AllActions).await;
     finish_with("green").await;
     assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
@@ -1532,15 +1522,7 @@ async fn a_retry_of_a_stage_never_entered_checks_its_entry_condition_again() {
     let id = latest_execution_id(&client).await;
     client.stop_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
     assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Stopped));
-    client
-        .retry_stage_execution()
-        .pipeline_name("p")
-        .stage_name("Work")
-        .pipeline_execution_id(&id)
-        .retry_mode(StageRetryMode::FailedActions)
-        .send()
-        .await
-        .unwrap();
+    retry_work(&client, &id, StageRetryMode::FailedActions).await;
     assert_eq!(finish_work(&client, &[]).await, Vec::<String>::new(), "the window is still closed");
     let state = client.get_pipeline_state().name("p").send().await.unwrap();
     let gate = state.stage_states()[1].before_entry_condition_state().unwrap();
