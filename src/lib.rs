@@ -37,6 +37,7 @@ pub struct App {
     /// Verified access keys; live only while [`Server::run`] listens for changes.
     pub keys: Arc<protocol::keys::KeyCache>,
     pub declarations: engine::Declarations,
+    pub job_lanes: api::jobs::JobLanes,
     pub alone_jobs: api::jobs::AloneJobs,
     pub settling: api::jobs::Settling,
 }
@@ -49,6 +50,7 @@ impl App {
             config,
             keys: Default::default(),
             declarations: Default::default(),
+            job_lanes: Default::default(),
             alone_jobs: Default::default(),
             settling: Default::default(),
         }

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use super::{Cx, Empty};
@@ -20,6 +20,7 @@ use crate::engine;
 use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
+use crate::store::batch::Lane;
 use crate::store::db::Tx;
 use crate::store::executions::{self as store, ActionUpdate};
 use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow, Then};
@@ -82,11 +83,27 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     }
     // One statement reads the type and claims if the queryParam fits it;
     // otherwise the type says what is wrong, and nothing was claimed.
-    let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
-    let mut conn = cx.db().acquire().await?;
-    let polled =
-        jobs::poll(&mut conn, &cx.account_id, id, key, value, input.max_batch_size.unwrap_or(1), cx.app.config.async_claim_commit).await?;
-    conn.release();
+    // Concurrent polls of the same jobs share that statement.
+    let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.clone(), v.clone())).unzip();
+    let limit = input.max_batch_size.unwrap_or(1);
+    let app = cx.app.clone();
+    let lane = (cx.account_id.clone(), id.clone(), key, value);
+    let polled = cx
+        .app
+        .job_lanes
+        .polls
+        .submit(lane, limit, limit as usize, move |(account, id, key, value), limits| {
+            let (app, account, id, key, value) = (app.clone(), account.clone(), id.clone(), key.clone(), value.clone());
+            async move {
+                let mut conn = app.db.acquire().await?;
+                let async_commit = app.config.async_claim_commit;
+                let polled = jobs::poll_shared(&mut conn, &account, &id, key.as_deref(), value.as_deref(), &limits, async_commit).await?;
+                conn.release();
+                Ok(polled)
+            }
+        })
+        .await
+        .map_err(ApiError::internal)?;
     let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
     query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;
     for j in polled.jobs.iter().filter(|j| j.alone) {
@@ -116,6 +133,27 @@ pub fn for_worker(cx: &Cx, mut data: Value) -> Result<Value, ApiError> {
             json!({"accessKeyId": c.access_key_id, "secretAccessKey": c.secret_access_key, "sessionToken": c.session_token});
     }
     Ok(data)
+}
+
+/// The job calls whose statements concurrent requests share
+/// (`store::batch`): acknowledgements (any account's, each checked against
+/// its own account, job and nonce) and polls (of one account, action type
+/// and queryParam).
+pub struct JobLanes {
+    acks: Arc<Lane<(), jobs::Ack, bool>>,
+    polls: Arc<Lane<PollLane, i64, jobs::Poll>>,
+}
+
+/// Polls share a statement only for the same account, action type and
+/// queryParam (key, value).
+type PollLane = (String, ActionTypeId, Option<String>, Option<String>);
+
+impl Default for JobLanes {
+    fn default() -> JobLanes {
+        // A poll asks for at most 100 jobs (maxBatchSize): one statement
+        // claims for a few full polls or many small ones.
+        JobLanes { acks: Arc::new(Lane::new(100)), polls: Arc::new(Lane::new(100)) }
+    }
 }
 
 /// Jobs this server handed out that are alone in their runOrder group
@@ -207,7 +245,8 @@ pub struct AcknowledgeJobOutput {
 /// answers the job's status, so a worker learns when its job was stopped.
 pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<AcknowledgeJobOutput, ApiError> {
     let mut conn = cx.db().acquire().await?;
-    if jobs::acknowledge(&mut conn, &cx.account_id, None, job.job_id, nonce, cx.app.config.job_timeout).await? {
+    let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: job.job_id, nonce: nonce.to_owned() };
+    if jobs::acknowledge(&mut conn, &[ack], None, cx.app.config.job_timeout).await?[0] {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
     let now = jobs::get(&mut conn, &cx.account_id, job.job_id).await?.ok_or_else(|| job_not_found(&job.job_id.to_string()))?;
@@ -222,10 +261,25 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // The common case in one statement: a custom job of this account,
     // Dispatched with this nonce. Anything else takes the path below, which
     // reads the job to tell the caller what is wrong.
+    // Concurrent acknowledgements share that statement.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
-    let mut conn = cx.db().acquire().await?;
-    let acknowledged = jobs::acknowledge(&mut conn, &cx.account_id, Some("Custom"), uuid, &input.nonce, cx.app.config.job_timeout).await?;
-    conn.release();
+    let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: uuid, nonce: input.nonce.clone() };
+    let app = cx.app.clone();
+    let acknowledged = cx
+        .app
+        .job_lanes
+        .acks
+        .submit((), ack, 1, move |_, acks| {
+            let app = app.clone();
+            async move {
+                let mut conn = app.db.acquire().await?;
+                let done = jobs::acknowledge(&mut conn, &acks, Some("Custom"), app.config.job_timeout).await?;
+                conn.release();
+                Ok(done)
+            }
+        })
+        .await
+        .map_err(ApiError::internal)?;
     if acknowledged {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }

@@ -160,6 +160,23 @@ pub async fn poll(
     Ok(Poll { queryable, jobs: jobs.0 })
 }
 
+/// [`poll`] for several polls of one account, type and queryParam
+/// (`store::batch`), with one claim: the jobs are shared out in claim order,
+/// each poll taking at most as many as it asked for.
+pub async fn poll_shared(
+    conn: &mut PgConnection,
+    account_id: &str,
+    type_id: &ActionTypeId,
+    query_key: Option<&str>,
+    query_value: Option<&str>,
+    limits: &[i64],
+    async_commit: bool,
+) -> Result<Vec<Poll>, sqlx::Error> {
+    let Poll { queryable, jobs } = poll(conn, account_id, type_id, query_key, query_value, limits.iter().sum(), async_commit).await?;
+    let mut jobs = jobs.into_iter();
+    Ok(limits.iter().map(|&n| Poll { queryable: queryable.clone(), jobs: jobs.by_ref().take(n.max(0) as usize).collect() }).collect())
+}
+
 /// What a poll for partner jobs found.
 pub struct ThirdPartyPoll {
     /// The account has this action type, not deleted.
@@ -456,35 +473,49 @@ pub async fn end_job(
     })
 }
 
-/// Dispatched → InProgress for the holder of the nonce, on a job of
-/// `owner` (None: any). The job then times out after its type's
-/// `executor.jobTimeout` (integrator model, UpdateActionType) or else after
-/// `default_timeout`.
+/// One acknowledgement in [`acknowledge`].
+pub struct Ack {
+    pub account_id: String,
+    pub job_id: Uuid,
+    pub nonce: String,
+}
+
+/// Dispatched → InProgress for the holder of the nonce, on jobs of `owner`
+/// (None: any), several in one statement (`store::batch`), each checked
+/// against its own account: whether each was acknowledged, in their order.
+/// A job then times out after its type's `executor.jobTimeout` (integrator
+/// model, UpdateActionType) or else after `default_timeout`.
 pub async fn acknowledge(
     conn: &mut PgConnection,
-    account_id: &str,
+    acks: &[Ack],
     owner: Option<&str>,
-    job_id: Uuid,
-    nonce: &str,
     default_timeout: std::time::Duration,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Vec<bool>, sqlx::Error> {
+    let done: Vec<i64> = sqlx::query_scalar(
         "update job set status = 'InProgress', updated_at = now(), \
-            timeout_at = $5 + make_interval(secs => coalesce( \
+            timeout_at = $4 + make_interval(secs => coalesce( \
                 (select (t.declaration #>> '{executor,jobTimeout}')::double precision from action_type t \
                  where t.account_id = job.account_id and t.owner = job.owner and t.category = job.category \
-                   and t.provider = job.provider and t.version = job.version), $6)) \
-         where job_id = $1 and account_id = $2 and ($3::text is null or owner = $3) and nonce = $4 and status = 'Dispatched'",
+                   and t.provider = job.provider and t.version = job.version), $5)) \
+         from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as a(job_id, account_id, nonce, i) \
+         where job.job_id = a.job_id and job.account_id = a.account_id and ($6::text is null or job.owner = $6) \
+           and job.nonce = a.nonce and job.status = 'Dispatched' \
+         returning a.i",
     )
-    .bind(job_id)
-    .bind(account_id)
-    .bind(owner)
-    .bind(nonce)
+    .bind(acks.iter().map(|a| a.job_id).collect::<Vec<_>>())
+    .bind(acks.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>())
+    .bind(acks.iter().map(|a| a.nonce.as_str()).collect::<Vec<_>>())
     .bind(Utc::now())
     .bind(default_timeout.as_secs_f64())
-    .execute(conn)
+    .bind(owner)
+    .fetch_all(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let mut acknowledged = vec![false; acks.len()];
+    for i in done {
+        // Ordinality counts from 1.
+        acknowledged[(i - 1) as usize] = true;
+    }
+    Ok(acknowledged)
 }
 
 /// Queues the next job of an action whose worker answered with a

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod action_types;
+pub mod batch;
 pub mod db;
 pub mod embedded;
 pub mod executions;

@@ -195,6 +195,65 @@ async fn sixteen_pollers_claim_a_thousand_jobs_exactly_once() {
     assert_eq!(unique.len(), 1000, "no job claimed twice");
 }
 
+/// Concurrent polls and acknowledgements share statements (`store::batch`);
+/// each still gets only its own account's jobs, and only its own nonce works.
+#[tokio::test]
+async fn calls_sharing_a_statement_get_only_their_own_accounts_answers() {
+    let server = TestServer::start().await;
+    let (a, b) = (server.account("a").await, server.account("b").await);
+    let (client, other) = (server.client(&a), server.client(&b));
+    worker_pipeline(&client, "p", false).await;
+    worker_pipeline(&other, "p", false).await;
+    let mut executions = HashSet::new();
+    executions.extend(start_many(&client, "p", 24).await.into_iter().map(|e| ("a", e)));
+    executions.extend(start_many(&other, "p", 24).await.into_iter().map(|e| ("b", e)));
+
+    // Both accounts poll their types of the same id at once, one job a poll.
+    let polls = (0..48).map(|i| {
+        let (who, client) = if i % 2 == 0 { ("a", client.clone()) } else { ("b", other.clone()) };
+        tokio::spawn(async move {
+            let out = client.poll_for_jobs().action_type_id(worker_type()).max_batch_size(1).send().await.unwrap();
+            out.jobs().iter().map(|j| (who, j.clone())).collect::<Vec<_>>()
+        })
+    });
+    let mut jobs = Vec::new();
+    for p in polls.collect::<Vec<_>>() {
+        jobs.extend(p.await.unwrap());
+    }
+    assert_eq!(jobs.len(), 48, "every poll got one job");
+    for (who, job) in &jobs {
+        let execution = job.data().unwrap().pipeline_context().unwrap().pipeline_execution_id().unwrap();
+        assert!(executions.contains(&(*who, execution.to_owned())), "{who} polled a job of its own execution");
+    }
+
+    // At once: every job is acknowledged by the other account with its
+    // nonce and by its owner with a wrong one; half of them also by their
+    // owner with the right one.
+    let acks = jobs.iter().enumerate().flat_map(|(i, (who, job))| {
+        let (mine, theirs) = if *who == "a" { (&client, &other) } else { (&other, &client) };
+        let (id, nonce) = (job.id().unwrap().to_owned(), job.nonce().unwrap().to_owned());
+        let mut calls =
+            vec![(theirs.clone(), nonce.clone(), "JobNotFoundException"), (mine.clone(), "wrong".into(), "InvalidNonceException")];
+        if i % 2 == 0 {
+            calls.push((mine.clone(), nonce, "InProgress"));
+        }
+        calls.into_iter().map(move |(client, nonce, expected)| {
+            let id = id.clone();
+            tokio::spawn(async move {
+                let answer = match client.acknowledge_job().job_id(id).nonce(nonce).send().await {
+                    Ok(out) => out.status().unwrap().as_str().to_owned(),
+                    Err(e) => error_code(&e),
+                };
+                (answer, expected)
+            })
+        })
+    });
+    for ack in acks.collect::<Vec<_>>() {
+        let (answer, expected) = ack.await.unwrap();
+        assert_eq!(answer, expected);
+    }
+}
+
 #[tokio::test]
 async fn two_servers_on_one_database_share_the_work_without_double_claims() {
     let mut config = Config::for_tests();
