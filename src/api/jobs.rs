@@ -136,12 +136,13 @@ pub fn for_worker(cx: &Cx, mut data: Value) -> Result<Value, ApiError> {
 }
 
 /// The job calls whose statements concurrent requests share
-/// (`store::batch`): acknowledgements (any account's, each checked against
-/// its own account, job and nonce) and polls (of one account, action type
-/// and queryParam).
+/// (`store::batch`): acknowledgements and the lock-free results (any
+/// account's, each checked against its own account, job, owner and nonce
+/// or status) and polls (of one account, action type and queryParam).
 pub struct JobLanes {
     acks: Arc<Lane<(), jobs::Ack, bool>>,
     polls: Arc<Lane<PollLane, i64, jobs::Poll>>,
+    results: Arc<Lane<(), jobs::Ending, EndUnlocked>>,
 }
 
 /// Polls share a statement only for the same account, action type and
@@ -152,7 +153,7 @@ impl Default for JobLanes {
     fn default() -> JobLanes {
         // A poll asks for at most 100 jobs (maxBatchSize): one statement
         // claims for a few full polls or many small ones.
-        JobLanes { acks: Arc::new(Lane::new(100)), polls: Arc::new(Lane::new(100)) }
+        JobLanes { acks: Arc::new(Lane::new(100)), polls: Arc::new(Lane::new(100)), results: Arc::new(Lane::new(100)) }
     }
 }
 
@@ -338,10 +339,25 @@ fn invalid_state(job_id: &str, status: &str) -> ApiError {
 /// the engine in the same transaction.
 async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str, update: &ActionUpdate<'_>) -> Result<(), ApiError> {
     if !cx.app.alone_jobs.take(uuid) {
-        // Its own statement: the connection goes back before end_job takes one.
-        let mut conn = cx.db().acquire().await?;
-        let ended = jobs::end_unlocked(&mut conn, &cx.account_id, uuid, owner, job_status, update).await?;
-        conn.release();
+        // A statement shared with concurrent results; its connection goes
+        // back before end_job takes one.
+        let app = cx.app.clone();
+        let ending = jobs::Ending::new(&cx.account_id, uuid, owner, job_status, update);
+        let ended = cx
+            .app
+            .job_lanes
+            .results
+            .submit((), ending, 1, move |_, ends| {
+                let app = app.clone();
+                async move {
+                    let mut conn = app.db.acquire().await?;
+                    let ended = jobs::end_unlocked(&mut conn, &ends).await?;
+                    conn.release();
+                    Ok(ended)
+                }
+            })
+            .await
+            .map_err(ApiError::internal)?;
         match ended {
             EndUnlocked::NotFound => return Err(job_not_found(job_id)),
             EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),

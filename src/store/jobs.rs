@@ -298,8 +298,10 @@ pub enum Then {
     AwaitSiblings { ids: Vec<Uuid>, execution_mode: String },
 }
 
-/// Ends a job of `owner` and its action, taking no lock but the two rows'
-/// own, unless the job is alone in its runOrder group. Both updates are
+/// Ends jobs and their actions, several (of any accounts) in one statement
+/// (`store::batch`), answering for each in their order. Each ends its job
+/// and action taking no lock but the two rows' own, unless the job is alone
+/// in its runOrder group. Both updates are
 /// compare-and-sets on `InProgress`, as every engine write to a job or
 /// action is, so a stop or timeout that gets there first wins.
 ///
@@ -317,20 +319,13 @@ pub enum Then {
 /// again (`engine::action_ended`). Left to the sweeper
 /// (`executions::stranded`): a stage whose result's server died before
 /// acting.
-pub async fn end_unlocked(
-    conn: &mut PgConnection,
-    account_id: &str,
-    job_id: Uuid,
-    owner: &str,
-    job_status: &str,
-    u: &ActionUpdate<'_>,
-) -> Result<EndUnlocked, sqlx::Error> {
+pub async fn end_unlocked(conn: &mut PgConnection, ends: &[Ending]) -> Result<Vec<EndUnlocked>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
-        mine: bool,
-        alone: bool,
+        mine: Option<bool>,
+        alone: Option<bool>,
         ended: bool,
-        status: String,
+        status: Option<String>,
         pipeline_name: Option<String>,
         execution_id: Option<Uuid>,
         stage_name: Option<String>,
@@ -338,76 +333,133 @@ pub async fn end_unlocked(
         busy: Option<Vec<Uuid>>,
         execution_mode: Option<String>,
     }
-    let row: Option<Row> = bind_update(
-        sqlx::query_as(
-            "with j as (select x.job_id, x.action_execution_id, x.owner = $3 as mine, x.alone, x.status from job x \
-                        where x.account_id = $1 and x.job_id = $2), \
-             done as (update job x set status = $4, updated_at = now() from j \
-                      where x.account_id = $1 and x.job_id = j.job_id and x.status = 'InProgress' and j.mine and not j.alone \
-                      returning x.action_execution_id), \
-             acted as (update action_execution a \
-                set status = coalesce($5, a.status), summary = coalesce($6, a.summary), \
-                    external_execution_id = coalesce($7, a.external_execution_id), \
-                    external_execution_url = coalesce(case when $7::text is not null then millrace_execution_url($1, $2, $7) end, \
-                                                      a.external_execution_url), \
-                    percent_complete = coalesce($8, a.percent_complete), error_code = coalesce($9, a.error_code), \
-                    error_message = coalesce($10, a.error_message), updated_by = coalesce($11, a.updated_by), \
-                    revision = coalesce($12, a.revision), output = a.output || coalesce($13, '{}'), updated_at = now() \
-                from done where a.account_id = $1 and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
-                returning a.pipeline_name, a.execution_id, a.stage_name, a.action_execution_id) \
-             select j.mine, j.alone, exists (select 1 from done) as ended, j.status, \
-                    acted.pipeline_name, acted.execution_id, acted.stage_name, w.waiting, sib.busy, \
-                    case when not w.waiting then (select e.execution_mode from pipeline_execution e where e.account_id = $1 \
-                     and e.pipeline_name = acted.pipeline_name and e.execution_id = acted.execution_id) end as execution_mode \
-             from j left join acted on true \
-             left join lateral (select exists ( \
-                select 1 from action_execution s \
-                where s.account_id = $1 and s.pipeline_name = acted.pipeline_name and s.execution_id = acted.execution_id \
-                  and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
-                  and s.action_execution_id <> acted.action_execution_id and s.xmax = '0'::xid) as waiting) w on acted.stage_name is not null \
-             left join lateral ( \
-                select coalesce(array_agg(s.action_execution_id), '{}') as busy from action_execution s \
-                where not w.waiting and s.account_id = $1 and s.pipeline_name = acted.pipeline_name and s.execution_id = acted.execution_id \
-                  and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
-                  and s.action_execution_id <> acted.action_execution_id) sib on true",
-        ),
-        account_id,
-        job_id,
-        Some(owner),
-        job_status,
-        u,
+    let text = |f: fn(&Ending) -> Option<&str>| ends.iter().map(|e| f(e).map(str::to_owned)).collect::<Vec<_>>();
+    let rows: Vec<Row> = sqlx::query_as(
+        "with u as (select * from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                        $8::int[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[]) with ordinality \
+                        as u(account_id, job_id, owner, job_status, status, summary, external_id, percent, error_code, error_message, \
+                             updated_by, revision, output, i)), \
+         j as (select u.i, x.job_id, x.action_execution_id, x.owner = u.owner as mine, x.alone, x.status \
+               from u join job x on x.account_id = u.account_id and x.job_id = u.job_id), \
+         done as (update job x set status = u.job_status, updated_at = now() from j join u on u.i = j.i \
+                  where x.account_id = u.account_id and x.job_id = j.job_id and x.status = 'InProgress' and j.mine and not j.alone \
+                  returning u.i, x.action_execution_id), \
+         acted as (update action_execution a \
+            set status = coalesce(u.status, a.status), summary = coalesce(u.summary, a.summary), \
+                external_execution_id = coalesce(u.external_id, a.external_execution_id), \
+                external_execution_url = coalesce(case when u.external_id is not null \
+                                                  then millrace_execution_url(u.account_id, u.job_id, u.external_id) end, \
+                                                  a.external_execution_url), \
+                percent_complete = coalesce(u.percent, a.percent_complete), error_code = coalesce(u.error_code, a.error_code), \
+                error_message = coalesce(u.error_message, a.error_message), updated_by = coalesce(u.updated_by, a.updated_by), \
+                revision = coalesce(u.revision, a.revision), output = a.output || coalesce(u.output, '{}'), updated_at = now() \
+            from done join u on u.i = done.i \
+            where a.account_id = u.account_id and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
+            returning done.i, a.account_id, a.pipeline_name, a.execution_id, a.stage_name, a.action_execution_id) \
+         select j.mine, j.alone, exists (select 1 from done where done.i = u.i) as ended, j.status, \
+                acted.pipeline_name, acted.execution_id, acted.stage_name, w.waiting, sib.busy, \
+                case when not w.waiting then (select e.execution_mode from pipeline_execution e where e.account_id = acted.account_id \
+                 and e.pipeline_name = acted.pipeline_name and e.execution_id = acted.execution_id) end as execution_mode \
+         from u left join j on j.i = u.i left join acted on acted.i = u.i \
+         left join lateral (select exists ( \
+            select 1 from action_execution s \
+            where s.account_id = acted.account_id and s.pipeline_name = acted.pipeline_name and s.execution_id = acted.execution_id \
+              and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
+              and s.action_execution_id <> acted.action_execution_id and s.xmax = '0'::xid) as waiting) w on acted.stage_name is not null \
+         left join lateral ( \
+            select coalesce(array_agg(s.action_execution_id), '{}') as busy from action_execution s \
+            where not w.waiting and s.account_id = acted.account_id and s.pipeline_name = acted.pipeline_name \
+              and s.execution_id = acted.execution_id and s.stage_name = acted.stage_name and s.current and s.status = 'InProgress' \
+              and s.action_execution_id <> acted.action_execution_id) sib on true \
+         order by u.i",
     )
-    .fetch_optional(&mut *conn)
+    .bind(ends.iter().map(|e| e.account_id.as_str()).collect::<Vec<_>>())
+    .bind(ends.iter().map(|e| e.job_id).collect::<Vec<_>>())
+    .bind(ends.iter().map(|e| e.owner.as_str()).collect::<Vec<_>>())
+    .bind(ends.iter().map(|e| e.job_status.as_str()).collect::<Vec<_>>())
+    .bind(text(|e| e.status.as_deref()))
+    .bind(text(|e| e.summary.as_deref()))
+    .bind(text(|e| e.external_execution_id.as_deref()))
+    .bind(ends.iter().map(|e| e.percent_complete).collect::<Vec<_>>())
+    .bind(text(|e| e.error_code.as_deref()))
+    .bind(text(|e| e.error_message.as_deref()))
+    .bind(text(|e| e.updated_by.as_deref()))
+    .bind(ends.iter().map(|e| e.revision.clone()).collect::<Vec<_>>())
+    .bind(ends.iter().map(|e| e.output.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(match row {
-        None => EndUnlocked::NotFound,
-        Some(r) if !r.mine => EndUnlocked::NotFound,
-        Some(r) if r.alone => EndUnlocked::Alone,
-        Some(Row {
-            ended: true,
-            pipeline_name: Some(pipeline_name),
-            execution_id: Some(execution_id),
-            stage_name: Some(stage_name),
-            execution_mode,
-            waiting,
-            busy,
-            ..
-        }) => {
-            // The busy siblings and the mode are read only when no sibling waits to be ended.
-            let then = match (waiting, execution_mode, busy.unwrap_or_default()) {
-                (Some(false), Some(execution_mode), ids) if ids.is_empty() => Then::Settle { execution_mode },
-                (Some(false), Some(execution_mode), ids) => Then::AwaitSiblings { ids, execution_mode },
-                _ => Then::Nothing,
-            };
-            EndUnlocked::Ended(Some(EndedIn { pipeline_name, execution_id, stage_name, then }))
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for (row, end) in rows.into_iter().zip(ends) {
+        outcomes.push(match row {
+            Row { mine: Some(true), alone: Some(true), .. } => EndUnlocked::Alone,
+            Row {
+                mine: Some(true),
+                ended: true,
+                pipeline_name: Some(pipeline_name),
+                execution_id: Some(execution_id),
+                stage_name: Some(stage_name),
+                execution_mode,
+                waiting,
+                busy,
+                ..
+            } => {
+                // The busy siblings and the mode are read only when no sibling waits to be ended.
+                let then = match (waiting, execution_mode, busy.unwrap_or_default()) {
+                    (Some(false), Some(execution_mode), ids) if ids.is_empty() => Then::Settle { execution_mode },
+                    (Some(false), Some(execution_mode), ids) => Then::AwaitSiblings { ids, execution_mode },
+                    _ => Then::Nothing,
+                };
+                EndUnlocked::Ended(Some(EndedIn { pipeline_name, execution_id, stage_name, then }))
+            }
+            Row { mine: Some(true), ended: true, .. } => EndUnlocked::Ended(None),
+            // The statement's snapshot may predate whoever ended the job.
+            Row { mine: Some(true), status: Some(status), .. } if status == "InProgress" => {
+                EndUnlocked::NotInProgress(get(conn, &end.account_id, end.job_id).await?.map_or(status, |j| j.status))
+            }
+            Row { mine: Some(true), status: Some(status), .. } => EndUnlocked::NotInProgress(status),
+            _ => EndUnlocked::NotFound,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// One result in [`end_unlocked`]: a job of `owner` of this account to end
+/// with `job_status`, and the update of its action.
+pub struct Ending {
+    pub account_id: String,
+    pub job_id: Uuid,
+    pub owner: String,
+    pub job_status: String,
+    pub status: Option<String>,
+    pub summary: Option<String>,
+    pub external_execution_id: Option<String>,
+    pub percent_complete: Option<i32>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub updated_by: Option<String>,
+    pub revision: Option<Value>,
+    pub output: Option<Value>,
+}
+
+impl Ending {
+    pub fn new(account_id: &str, job_id: Uuid, owner: &str, job_status: &str, u: &ActionUpdate<'_>) -> Ending {
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        Ending {
+            account_id: account_id.to_owned(),
+            job_id,
+            owner: owner.to_owned(),
+            job_status: job_status.to_owned(),
+            status: own(u.status),
+            summary: own(u.summary),
+            external_execution_id: own(u.external_execution_id),
+            percent_complete: u.percent_complete,
+            error_code: own(u.error_code),
+            error_message: own(u.error_message),
+            updated_by: own(u.updated_by),
+            revision: u.revision.clone(),
+            output: u.output.clone(),
         }
-        Some(r) if r.ended => EndUnlocked::Ended(None),
-        // The statement's snapshot may predate whoever ended the job.
-        Some(r) if r.status == "InProgress" => {
-            EndUnlocked::NotInProgress(get(conn, account_id, job_id).await?.map_or(r.status, |j| j.status))
-        }
-        Some(r) => EndUnlocked::NotInProgress(r.status),
-    })
+    }
 }
 
 /// The arguments both job-ending functions take, in their order.

@@ -195,18 +195,21 @@ async fn sixteen_pollers_claim_a_thousand_jobs_exactly_once() {
     assert_eq!(unique.len(), 1000, "no job claimed twice");
 }
 
-/// Concurrent polls and acknowledgements share statements (`store::batch`);
-/// each still gets only its own account's jobs, and only its own nonce works.
+/// Concurrent polls, acknowledgements and results share statements
+/// (`store::batch`); each still gets only its own account's jobs, and only
+/// its own nonce works.
 #[tokio::test]
 async fn calls_sharing_a_statement_get_only_their_own_accounts_answers() {
     let server = TestServer::start().await;
     let (a, b) = (server.account("a").await, server.account("b").await);
     let (client, other) = (server.client(&a), server.client(&b));
-    worker_pipeline(&client, "p", false).await;
-    worker_pipeline(&other, "p", false).await;
+    // Two actions a stage: their results take the shared statement, not
+    // the transaction of a job alone in its group.
+    fan_out_pipeline(&client, "p", ExecutionMode::Parallel, 2).await;
+    fan_out_pipeline(&other, "p", ExecutionMode::Parallel, 2).await;
     let mut executions = HashSet::new();
-    executions.extend(start_many(&client, "p", 24).await.into_iter().map(|e| ("a", e)));
-    executions.extend(start_many(&other, "p", 24).await.into_iter().map(|e| ("b", e)));
+    executions.extend(start_many(&client, "p", 12).await.into_iter().map(|e| ("a", e)));
+    executions.extend(start_many(&other, "p", 12).await.into_iter().map(|e| ("b", e)));
 
     // Both accounts poll their types of the same id at once, one job a poll.
     let polls = (0..48).map(|i| {
@@ -250,6 +253,27 @@ async fn calls_sharing_a_statement_get_only_their_own_accounts_answers() {
     });
     for ack in acks.collect::<Vec<_>>() {
         let (answer, expected) = ack.await.unwrap();
+        assert_eq!(answer, expected);
+    }
+
+    // Results likewise: the other account's find no job; the owner's end
+    // the acknowledged jobs and are refused for the others.
+    let results = jobs.iter().enumerate().flat_map(|(i, (who, job))| {
+        let (mine, theirs) = if *who == "a" { (&client, &other) } else { (&other, &client) };
+        let mine_expected = if i % 2 == 0 { "ok" } else { "InvalidJobStateException" };
+        [(theirs.clone(), "JobNotFoundException"), (mine.clone(), mine_expected)].map(|(client, expected)| {
+            let id = job.id().unwrap().to_owned();
+            tokio::spawn(async move {
+                let answer = match client.put_job_success_result().job_id(id).send().await {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => error_code(&e),
+                };
+                (answer, expected)
+            })
+        })
+    });
+    for result in results.collect::<Vec<_>>() {
+        let (answer, expected) = result.await.unwrap();
         assert_eq!(answer, expected);
     }
 }
