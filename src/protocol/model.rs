@@ -247,6 +247,12 @@ impl Walk<'_> {
         let shown = echo.then_some(s);
         let value = shown.map(|s| format!(" '{s}'")).unwrap_or_default();
         self.length(shape, s.chars().count(), path, None);
+        // PostgreSQL cannot store it; refused here, such a value would fail
+        // the statement that tried, and with it every call sharing that
+        // statement (`store::batch`).
+        if s.contains('\0') {
+            self.violations.push(format!("Value at '{path}' failed to satisfy constraint: Member must not contain the NUL character"));
+        }
         if let Some(pattern) = &shape.pattern
             && !self.model.patterns[pattern].is_match(s)
         {
@@ -341,6 +347,19 @@ mod tests {
         );
         let (_, msg) = message("GetPipeline", json!({"name": "x".repeat(101)}));
         assert!(msg.contains("Member must have length less than or equal to 100"), "{msg}");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_anywhere() {
+        let body = json!({"jobId": "j", "executionDetails": {"summary": "a\0b"}});
+        let (code, msg) = message("PutJobSuccessResult", body);
+        assert_eq!(code, ErrorCode::ValidationException);
+        assert!(
+            msg.contains("'executionDetails.summary' failed to satisfy constraint: Member must not contain the NUL character"),
+            "{msg}"
+        );
+        let (_, msg) = message("PutJobSuccessResult", json!({"jobId": "j", "outputVariables": {"k\0": "v"}}));
+        assert!(msg.contains("NUL character"), "{msg}");
     }
 
     #[test]

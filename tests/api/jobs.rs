@@ -552,6 +552,9 @@ async fn job_calls_refuse_bad_nonces_states_types_and_other_accounts() {
     assert_eq!(details.job_details().unwrap().account_id(), Some(a.account_id.as_str()));
 
     client.acknowledge_job().job_id(job_id).nonce(job.nonce().unwrap()).send().await.unwrap();
+    let nul = ExecutionDetails::builder().summary("a\0b").build();
+    let err = client.put_job_success_result().job_id(job_id).execution_details(nul).send().await.unwrap_err();
+    assert_eq!(error_code(&err), "ValidationException", "PostgreSQL cannot store a NUL character");
     let too_big = "x".repeat(130_000);
     let err = client
         .put_job_success_result()
