@@ -301,9 +301,9 @@ pub enum Then {
 /// Ends jobs and their actions, several (of any accounts) in one statement
 /// (`store::batch`), answering for each in their order. Each ends its job
 /// and action taking no lock but the two rows' own, unless the job is alone
-/// in its runOrder group. Both updates are
-/// compare-and-sets on `InProgress`, as every engine write to a job or
-/// action is, so a stop or timeout that gets there first wins.
+/// in its runOrder group. Both updates are compare-and-sets on
+/// `InProgress`, as every engine write to a job or action is, so a stop or
+/// timeout that gets there first wins.
 ///
 /// Whether the stage can now move is decided without a lock too. The
 /// statement writes its action first and then reads the stage's other
@@ -314,7 +314,10 @@ pub enum Then {
 /// waits for it after its own commit ([`Then::AwaitSiblings`]); a sibling
 /// nobody had written yet ([`Then::Nothing`]) will, when it ends, read
 /// this result's row after this write. So whoever writes last always finds
-/// the others ended or busy. An action the engine ends under its locks (a
+/// the others ended or busy. Siblings ended by one statement read each
+/// other's rows as they were, with this statement's own transaction in
+/// `xmax`: busy, so each awaits the others after the commit, as two
+/// statements would. An action the engine ends under its locks (a
 /// timeout, an approval) waits for such results before it reads the stage
 /// again (`engine::action_ended`). Left to the sweeper
 /// (`executions::stranded`): a stage whose result's server died before
