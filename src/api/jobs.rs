@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
@@ -21,7 +23,7 @@ use crate::pipeline::ActionTypeId;
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::action_types::{self as type_store, ActionTypeRow};
 use crate::store::batch::Lane;
-use crate::store::db::Tx;
+use crate::store::db::{Conn, Tx};
 use crate::store::executions::{self as store, ActionUpdate};
 use crate::store::jobs::{self, EndUnlocked, EndedIn, JobEnd, JobRow, Then};
 
@@ -86,24 +88,14 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     // Concurrent polls of the same jobs share that statement.
     let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.clone(), v.clone())).unzip();
     let limit = input.max_batch_size.unwrap_or(1);
-    let app = cx.app.clone();
     let lane = (cx.account_id.clone(), id.clone(), key, value);
-    let polled = cx
-        .app
-        .job_lanes
-        .polls
-        .submit(lane, limit, limit as usize, move |(account, id, key, value), limits| {
-            let (app, account, id, key, value) = (app.clone(), account.clone(), id.clone(), key.clone(), value.clone());
-            async move {
-                let mut conn = app.db.acquire().await?;
-                let async_commit = app.config.async_claim_commit;
-                let polled = jobs::poll_shared(&mut conn, &account, &id, key.as_deref(), value.as_deref(), &limits, async_commit).await?;
-                conn.release();
-                Ok(polled)
-            }
+    let async_commit = cx.app.config.async_claim_commit;
+    let polled =
+        shared(&cx, &cx.app.job_lanes.polls, lane, limit, limit as usize, move |mut conn, (account, id, key, value), limits| async move {
+            let polled = jobs::poll_shared(&mut conn, &account, &id, key.as_deref(), value.as_deref(), &limits, async_commit).await?;
+            Ok((conn, polled))
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let queryable = polled.queryable.ok_or_else(|| type_not_found(id))?;
     query_value(id, Some(queryable.as_str()).filter(|q| !q.is_empty()), &input.query_param)?;
     for j in polled.jobs.iter().filter(|j| j.alone) {
@@ -155,6 +147,29 @@ impl Default for JobLanes {
         // claims for a few full polls or many small ones.
         JobLanes { acks: Arc::new(Lane::new(100)), polls: Arc::new(Lane::new(100)), results: Arc::new(Lane::new(100)) }
     }
+}
+
+/// `item`'s answer from a statement that concurrent calls share in `lane`
+/// (`store::batch`): `statement` runs on a connection of the gate, which
+/// goes back untested after it, as after any completed statement.
+async fn shared<K, I, O, S, F>(cx: &Cx, lane: &Arc<Lane<K, I, O>>, key: K, item: I, weight: usize, statement: S) -> Result<O, ApiError>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    I: Send + 'static,
+    O: Send + 'static,
+    S: Fn(Conn, K, Vec<I>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<(Conn, Vec<O>), sqlx::Error>> + Send + 'static,
+{
+    let app = cx.app.clone();
+    let run = move |key: &K, items| {
+        let (app, key) = (app.clone(), key.clone());
+        async move {
+            let (conn, outputs) = statement(app.db.acquire().await?, key, items).await?;
+            conn.release();
+            Ok(outputs)
+        }
+    };
+    lane.submit(key, item, weight, run).await.map_err(ApiError::internal)
 }
 
 /// Jobs this server handed out that are alone in their runOrder group
@@ -265,22 +280,12 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // Concurrent acknowledgements share that statement.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
     let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: uuid, nonce: input.nonce.clone() };
-    let app = cx.app.clone();
-    let acknowledged = cx
-        .app
-        .job_lanes
-        .acks
-        .submit((), ack, 1, move |_, acks| {
-            let app = app.clone();
-            async move {
-                let mut conn = app.db.acquire().await?;
-                let done = jobs::acknowledge(&mut conn, &acks, Some("Custom"), app.config.job_timeout).await?;
-                conn.release();
-                Ok(done)
-            }
-        })
-        .await
-        .map_err(ApiError::internal)?;
+    let timeout = cx.app.config.job_timeout;
+    let acknowledged = shared(&cx, &cx.app.job_lanes.acks, (), ack, 1, move |mut conn, (), acks| async move {
+        let done = jobs::acknowledge(&mut conn, &acks, Some("Custom"), timeout).await?;
+        Ok((conn, done))
+    })
+    .await?;
     if acknowledged {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
@@ -341,23 +346,12 @@ async fn finish(cx: &Cx, job_id: &str, uuid: Uuid, owner: &str, job_status: &str
     if !cx.app.alone_jobs.take(uuid) {
         // A statement shared with concurrent results; its connection goes
         // back before end_job takes one.
-        let app = cx.app.clone();
         let ending = jobs::Ending::new(&cx.account_id, uuid, owner, job_status, update);
-        let ended = cx
-            .app
-            .job_lanes
-            .results
-            .submit((), ending, 1, move |_, ends| {
-                let app = app.clone();
-                async move {
-                    let mut conn = app.db.acquire().await?;
-                    let ended = jobs::end_unlocked(&mut conn, &ends).await?;
-                    conn.release();
-                    Ok(ended)
-                }
-            })
-            .await
-            .map_err(ApiError::internal)?;
+        let ended = shared(cx, &cx.app.job_lanes.results, (), ending, 1, |mut conn, (), ends| async move {
+            let ended = jobs::end_unlocked(&mut conn, &ends).await?;
+            Ok((conn, ended))
+        })
+        .await?;
         match ended {
             EndUnlocked::NotFound => return Err(job_not_found(job_id)),
             EndUnlocked::NotInProgress(status) => return Err(invalid_state(job_id, &status)),
