@@ -274,10 +274,10 @@ pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<Acknowled
 
 /// Errors: ValidationException, InvalidNonceException, JobNotFoundException.
 pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<AcknowledgeJobOutput, ApiError> {
-    // The common case in one statement: a custom job of this account,
-    // Dispatched with this nonce. Anything else takes the path below, which
-    // reads the job to tell the caller what is wrong.
-    // Concurrent acknowledgements share that statement.
+    // The common case in one statement (shared with concurrent
+    // acknowledgements): a custom job of this account, Dispatched with this
+    // nonce. Anything else takes the path below, which reads the job to tell
+    // the caller what is wrong.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
     let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: uuid, nonce: input.nonce.clone() };
     let timeout = cx.app.config.job_timeout;

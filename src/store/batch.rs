@@ -151,27 +151,22 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    type Statement = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u32>, sqlx::Error>> + Send>>;
-
-    /// Doubles its items, slowly, counting its statements.
-    fn doubler(statements: Arc<AtomicUsize>) -> impl FnMut(&u8, Vec<u32>) -> Statement {
-        move |_, items| {
-            statements.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Ok(items.into_iter().map(|i| i * 2).collect())
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn requests_that_arrive_while_a_statement_runs_share_the_next() {
-        let lane = Arc::new(Lane::<u8, u32, u32>::new(100));
+    /// Submits items 0..n of `weight` at once to a lane whose statement
+    /// doubles its items, slowly: the answers, sorted, and how many
+    /// statements ran.
+    async fn submit_at_once(lane: &Arc<Lane<u8, u32, u32>>, n: u32, weight: usize) -> (Vec<u32>, usize) {
         let statements = Arc::new(AtomicUsize::new(0));
-        let calls: Vec<_> = (0..10)
+        let calls: Vec<_> = (0..n)
             .map(|i| {
                 let (lane, statements) = (lane.clone(), statements.clone());
-                tokio::spawn(async move { lane.submit(0, i, 1, doubler(statements)).await })
+                let doubler = move |_: &u8, items: Vec<u32>| {
+                    statements.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok(items.into_iter().map(|i| i * 2).collect())
+                    }
+                };
+                tokio::spawn(async move { lane.submit(0, i, weight, doubler).await })
             })
             .collect();
         let mut answers = Vec::new();
@@ -179,27 +174,25 @@ mod tests {
             answers.push(call.await.unwrap().unwrap());
         }
         answers.sort();
+        (answers, statements.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn requests_that_arrive_while_a_statement_runs_share_the_next() {
+        let lane = Arc::new(Lane::new(100));
+        let (answers, statements) = submit_at_once(&lane, 10, 1).await;
         assert_eq!(answers, (0..10).map(|i| i * 2).collect::<Vec<_>>());
         // The first goes alone; the nine that came meanwhile go together.
-        assert_eq!(statements.load(Ordering::SeqCst), 2);
+        assert_eq!(statements, 2);
         assert!(lane.waiting.lock().unwrap().is_empty(), "an idle lane keeps nothing");
     }
 
     #[tokio::test]
     async fn a_statement_carries_at_most_its_capacity() {
-        let lane = Arc::new(Lane::<u8, u32, u32>::new(4));
-        let statements = Arc::new(AtomicUsize::new(0));
-        let calls: Vec<_> = (0..9)
-            .map(|i| {
-                let (lane, statements) = (lane.clone(), statements.clone());
-                tokio::spawn(async move { lane.submit(0, i, 2, doubler(statements)).await })
-            })
-            .collect();
-        for call in calls {
-            call.await.unwrap().unwrap();
-        }
-        // One alone, then eight of weight 2 in fours of capacity.
-        assert_eq!(statements.load(Ordering::SeqCst), 5);
+        let lane = Arc::new(Lane::new(4));
+        let (_, statements) = submit_at_once(&lane, 9, 2).await;
+        // One alone, then eight of weight 2, two to a statement of capacity 4.
+        assert_eq!(statements, 5);
     }
 
     #[tokio::test]
