@@ -7,10 +7,11 @@
 //! its round trips, and skipping it here made 8–12 % more job lifecycles
 //! per second (benches/README.md, session 10). A connection whose statement
 //! completed ([`Conn::release`]) is idle at PostgreSQL's ReadyForQuery,
-//! with nothing to test, so it waits here for the next caller instead.
-//! Everything else goes back through sqlx as before: a connection dropped
+//! with nothing to test, so it waits here for the next caller instead, and
+//! so does the connection of a committed transaction ([`Tx`]). Everything
+//! else goes back through sqlx as before: a connection dropped
 //! mid-statement (a cancelled request), after an error, or in a
-//! transaction.
+//! transaction, which sqlx's test then rolls back.
 //!
 //! Connections waiting here still count against the pool's size, so every
 //! caller takes a permit first: whoever holds one finds a connection here
@@ -23,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::postgres::PgTransactionManager;
+use sqlx::{PgConnection, PgPool, Postgres, TransactionManager};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections of the pool left to callers outside the gate: the access
@@ -66,13 +68,11 @@ impl Db {
         Ok(Conn { conn: Some(conn), idle: self.idle.clone(), _permit: permit })
     }
 
-    /// A transaction on a connection of sqlx's pool, which rolls it back if
-    /// it is dropped before its end, and tests the connection after it.
+    /// A transaction on a connection of the gate.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let permit = self.permit().await?;
-        // Room in the pool for it: one of the idle connections goes back.
-        drop(self.take_idle());
-        Ok(Tx { tx: self.pool.begin().await?, _permit: permit })
+        let mut tx = Tx { conn: Some(self.acquire().await?) };
+        PgTransactionManager::begin(&mut tx, None).await?;
+        Ok(tx)
     }
 
     /// Hands every idle connection back to the pool (before it closes).
@@ -134,27 +134,42 @@ impl DerefMut for Conn {
     }
 }
 
-/// A transaction held with a permit of [`Db`].
+/// A transaction on a connection of [`Db`], begun and ended as sqlx's own
+/// `Transaction` does. Committed, its connection is idle again and stays
+/// at the gate like a released one (a commit used to cost a test round trip
+/// as well). Dropped before, or after a failed commit, its rollback is
+/// queued and the connection goes back through sqlx, whose test sends it.
 pub struct Tx {
-    tx: Transaction<'static, Postgres>,
-    _permit: OwnedSemaphorePermit,
+    conn: Option<Conn>,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        PgTransactionManager::commit(&mut self).await?;
+        if let Some(conn) = self.conn.take() {
+            conn.release();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            PgTransactionManager::start_rollback(conn);
+        }
     }
 }
 
 impl Deref for Tx {
-    type Target = Transaction<'static, Postgres>;
-    fn deref(&self) -> &Self::Target {
-        &self.tx
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("held until committed or dropped")
     }
 }
 
 impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("held until committed or dropped")
     }
 }
