@@ -382,8 +382,13 @@ async fn settle(cx: &Cx, stage: EndedIn) {
     };
     let (app, account_id) = (cx.app.clone(), cx.account_id.clone());
     let task = tokio::spawn(async move {
-        if !busy.is_empty() && !store::ended_all(&mut *app.db.acquire().await?, &account_id, &busy).await? {
-            return Ok(());
+        if !busy.is_empty() {
+            let mut conn = app.db.acquire().await?;
+            let ended = store::ended_all(&mut conn, &account_id, &busy).await?;
+            conn.release();
+            if !ended {
+                return Ok(());
+            }
         }
         if let Some(_settling) = app.settling.enter(execution_id, &stage_name) {
             engine::settle(&app, &account_id, &pipeline_name, execution_id, &mode).await?;
