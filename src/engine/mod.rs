@@ -177,6 +177,7 @@ pub async fn start_execution(conn: &mut PgConnection, scope: Scope<'_>, version:
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("client request token conflict without an execution")));
     };
     // Just inserted: no action of its first stage has started.
+    seen.fresh.insert(row.execution_id, Vec::new());
     let first = Pending { id: row.execution_id, stage: enters.then(Vec::new), row: Some(row) };
     run_with(conn, scope, VecDeque::from([first]), seen).await?;
     Ok(execution_id)
@@ -253,6 +254,10 @@ struct Seen {
     disabled: Option<HashSet<(String, String)>>,
     /// Executions a step started (automatic rollbacks), for the worklist.
     started: Vec<ExecutionRow>,
+    /// The current actions of executions this advance inserted, as it
+    /// wrote them: they had none before, so reading them back would give
+    /// the same rows.
+    fresh: HashMap<Uuid, Vec<ActionRow>>,
 }
 
 impl Seen {
@@ -277,6 +282,14 @@ impl Seen {
         let disabled = self.disabled(conn, scope).await?;
         Ok(disabled.contains(&(decl.stages[i].name.clone(), "Inbound".into()))
             || (i > 0 && disabled.contains(&(decl.stages[i - 1].name.clone(), "Outbound".into()))))
+    }
+
+    /// Records actions written for execution `id`, if it is fresh.
+    fn wrote(&mut self, id: Uuid, rows: Vec<ActionRow>) {
+        if let Some(fresh) = self.fresh.get_mut(&id) {
+            fresh.retain(|f| !rows.iter().any(|r| r.stage_name == f.stage_name && r.action_name == f.action_name));
+            fresh.extend(rows);
+        }
     }
 
     async fn action_type(&mut self, conn: &mut PgConnection, scope: Scope<'_>, id: &ActionTypeId) -> Result<Option<ActionType>, ApiError> {
@@ -517,6 +530,7 @@ async fn step_stage(
             let failed: Vec<String> = rows.iter().filter(|r| r.status != "Succeeded").map(|r| r.action_name.clone()).collect();
             let only = (mode != "ALL_ACTIONS").then_some(failed.as_slice());
             store::retire_actions(conn, account, pipeline, e.execution_id, &stage.name, only).await?;
+            seen.fresh.remove(&e.execution_id);
             store::record_retry(conn, account, pipeline, e.execution_id, &stage.name, true).await?;
             return Ok(Step::Moved(e.clone(), None));
         }
@@ -533,7 +547,11 @@ async fn step_stage(
         // Actions it starts see the artifacts and variables of earlier stages
         // (there are none before anything ran in the first stage).
         let first = i == 0 && e.rollback_target.is_none() && rows.is_empty();
-        let mut everything = if first { Vec::new() } else { store::execution_actions(conn, account, pipeline, e.execution_id).await? };
+        let mut everything = match seen.fresh.get(&e.execution_id) {
+            Some(rows) => rows.clone(),
+            None if first => Vec::new(),
+            None => store::execution_actions(conn, account, pipeline, e.execution_id).await?,
+        };
         if let Some(target) = e.rollback_target {
             // Earlier stages' artifacts and variables come from the target.
             let earlier: HashSet<&str> = decl.stages[..i].iter().map(|s| s.name.as_str()).collect();
@@ -545,7 +563,8 @@ async fn step_stage(
         for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(&a.name)) {
             now.push(start_action(conn, scope, e, decl, stage, action, seen, &everything, &mut starts).await?);
         }
-        starts.write(conn, scope).await?;
+        let written = starts.write(conn, scope).await?;
+        seen.wrote(e.execution_id, written);
         // An action that now waits for a worker or an approver keeps the
         // stage where it is; actions that ended at once let it go on.
         let waits = now.iter().any(|a| a.status == "InProgress");
@@ -725,9 +744,8 @@ impl<'a> Starts<'a> {
         self.action(new)
     }
 
-    async fn write(&self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<(), ApiError> {
-        store::insert_actions(conn, scope.account_id, scope.pipeline, &self.actions, &self.jobs).await?;
-        Ok(())
+    async fn write(&self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<Vec<ActionRow>, ApiError> {
+        Ok(store::insert_actions(conn, scope.account_id, scope.pipeline, &self.actions, &self.jobs).await?)
     }
 }
 
@@ -1035,13 +1053,16 @@ pub async fn action_ended(
 /// already moved it: the engine then finds nothing to do.
 pub async fn settle(app: &App, account_id: &str, pipeline: &str, execution_id: Uuid, mode: &str) -> Result<(), ApiError> {
     let mut tx = app.db.begin().await?;
-    let Some((locked, disabled)) = store::lock_pipeline_shared(&mut tx, account_id, pipeline).await? else { return Ok(()) };
-    let known = if mode == "PARALLEL" {
-        let Some(row) = store::lock_execution(&mut tx, account_id, pipeline, execution_id).await? else { return Ok(()) };
-        Pending::row(row)
+    let (locked, disabled, known) = if mode == "PARALLEL" {
+        let Some((locked, disabled, Some(row))) = store::lock_pipeline_and_execution(&mut tx, account_id, pipeline, execution_id).await?
+        else {
+            return Ok(());
+        };
+        (locked, disabled, Pending::row(row))
     } else {
+        let Some((locked, disabled)) = store::lock_pipeline_shared(&mut tx, account_id, pipeline).await? else { return Ok(()) };
         store::lock_pipeline_engine(&mut tx, account_id, pipeline).await?;
-        Pending::id(execution_id)
+        (locked, disabled, Pending::id(execution_id))
     };
     let seen = Seen { disabled: Some(disabled), ..Default::default() };
     run_with(&mut tx, app_scope(app, account_id, pipeline, locked.generation), VecDeque::from([known]), seen).await?;

@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, FromRow, PgConnection};
 use uuid::Uuid;
 
 use crate::store::jobs::NewJob;
@@ -483,16 +483,16 @@ pub struct NewAction<'a> {
 
 /// Inserts the current attempts of actions (of one execution's stage) and
 /// the jobs that run them in one statement; earlier attempts of the same
-/// actions become history.
+/// actions become history. Answers the rows as inserted.
 pub async fn insert_actions(
     conn: &mut PgConnection,
     account_id: &str,
     pipeline: &str,
     actions: &[NewAction<'_>],
     jobs: &[NewJob<'_>],
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<ActionRow>, sqlx::Error> {
     if actions.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let column = |f: fn(&NewAction<'_>) -> String| actions.iter().map(f).collect::<Vec<_>>();
     // The jobs go in the same statement (parameters from $17 on), when there are any.
@@ -508,7 +508,7 @@ pub async fn insert_actions(
          insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
             action_name, run_order, status, input, output, approval_token, timeout_at, revision, error_code, error_message) \
          select $1, $2, execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, \
-            output, approval_token, timeout_at, revision, error_code, error_message from new"
+            output, approval_token, timeout_at, revision, error_code, error_message from new returning {ACTION_COLUMNS}"
     );
     let query = sqlx::query(&statement)
         .bind(account_id)
@@ -528,8 +528,7 @@ pub async fn insert_actions(
         .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0.to_owned())).collect::<Vec<_>>())
         .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.clone())).collect::<Vec<_>>());
     let query = if jobs.is_empty() { query } else { crate::store::jobs::bind_new(query, jobs) };
-    query.execute(conn).await?;
-    Ok(())
+    query.fetch_all(conn).await?.iter().map(ActionRow::from_row).collect()
 }
 
 /// Where the current attempt of every action of an execution's stage stands.
@@ -945,24 +944,38 @@ pub async fn stranded(
     .await
 }
 
-/// The row lock a result of a PARALLEL execution takes, after the
-/// pipeline's share lock (see the module's documentation), and the row as
-/// it stands under the lock (a lock that had to wait returns the newest
-/// version); None when there is no such execution.
-pub async fn lock_execution(
+/// [`lock_pipeline_shared`], then the row lock a result of a PARALLEL
+/// execution takes, in one statement (one round trip fewer for the engine
+/// after a result). The execution row is as it stands under its lock (a
+/// lock that had to wait returns the newest version); None inside when
+/// there is no such execution.
+pub async fn lock_pipeline_and_execution(
     conn: &mut PgConnection,
     account_id: &str,
     pipeline: &str,
     execution_id: Uuid,
-) -> Result<Option<ExecutionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {EXECUTION_COLUMNS} from pipeline_execution where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update"
+) -> Result<Option<(LockedPipeline, std::collections::HashSet<(String, String)>, Option<ExecutionRow>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        locked: LockedPipeline,
+        disabled: sqlx::types::Json<Vec<(String, String)>>,
+        execution: Option<sqlx::types::Json<ExecutionRow>>,
+    }
+    // Materialized, so that the pipeline is locked before the execution.
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "with p as materialized (select current_version, generation, disabled_transitions from pipeline \
+            where account_id = $1 and name = $2 for share) \
+         select p.current_version, p.generation, p.disabled_transitions as disabled, to_jsonb(e) as execution \
+         from p left join lateral (select {EXECUTION_COLUMNS} from pipeline_execution \
+            where account_id = $1 and pipeline_name = $2 and execution_id = $3 for update) e on true"
     ))
     .bind(account_id)
     .bind(pipeline)
     .bind(execution_id)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.locked, r.disabled.0.into_iter().collect(), r.execution.map(|e| e.0))))
 }
 
 /// Abandons every in-progress action of an execution; returns their ids.
