@@ -589,6 +589,10 @@ async fn database(args: &Args) -> anyhow::Result<Db> {
     Ok(Db { url, drop, _embedded: Some(pg) })
 }
 
+// The server binary's allocator (src/main.rs), so that the server measured here runs as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = <Args as clap::Parser>::parse();
