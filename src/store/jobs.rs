@@ -322,6 +322,13 @@ pub enum Then {
 /// again (`engine::action_ended`). Left to the sweeper
 /// (`executions::stranded`): a stage whose result's server died before
 /// acting.
+///
+/// Rows are reached by key, never through a partial index the planner
+/// may take for nearly empty: the job by the `ctid` the statement read it
+/// at (its snapshot keeps that version from being pruned, and an update
+/// since is followed to the newest version, whose status is checked
+/// again), the action by its primary key from the job's row. Otherwise
+/// the plan could scan every job in progress for each result.
 pub async fn end_unlocked(conn: &mut PgConnection, ends: &[Ending]) -> Result<Vec<EndUnlocked>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -342,11 +349,11 @@ pub async fn end_unlocked(conn: &mut PgConnection, ends: &[Ending]) -> Result<Ve
                         $8::int[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[]) with ordinality \
                         as u(account_id, job_id, owner, job_status, status, summary, external_id, percent, error_code, error_message, \
                              updated_by, revision, output, i)), \
-         j as (select u.i, x.job_id, x.action_execution_id, x.owner = u.owner as mine, x.alone, x.status \
+         j as (select u.i, x.ctid as tid, x.job_id, x.action_execution_id, x.owner = u.owner as mine, x.alone, x.status \
                from u join job x on x.account_id = u.account_id and x.job_id = u.job_id), \
          done as (update job x set status = u.job_status, updated_at = now() from j join u on u.i = j.i \
-                  where x.account_id = u.account_id and x.job_id = j.job_id and x.status = 'InProgress' and j.mine and not j.alone \
-                  returning u.i, x.action_execution_id), \
+                  where x.ctid = j.tid and x.status = 'InProgress' and j.mine and not j.alone \
+                  returning u.i, x.account_id, x.action_execution_id), \
          acted as (update action_execution a \
             set status = coalesce(u.status, a.status), summary = coalesce(u.summary, a.summary), \
                 external_execution_id = coalesce(u.external_id, a.external_execution_id), \
@@ -357,7 +364,7 @@ pub async fn end_unlocked(conn: &mut PgConnection, ends: &[Ending]) -> Result<Ve
                 error_message = coalesce(u.error_message, a.error_message), updated_by = coalesce(u.updated_by, a.updated_by), \
                 revision = coalesce(u.revision, a.revision), output = a.output || coalesce(u.output, '{}'), updated_at = now() \
             from done join u on u.i = done.i \
-            where a.account_id = u.account_id and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
+            where a.account_id = done.account_id and a.action_execution_id = done.action_execution_id and a.status = 'InProgress' \
             returning done.i, a.account_id, a.pipeline_name, a.execution_id, a.stage_name, a.action_execution_id) \
          select j.mine, j.alone, exists (select 1 from done where done.i = u.i) as ended, j.status, \
                 acted.pipeline_name, acted.execution_id, acted.stage_name, w.waiting, sib.busy, \
