@@ -181,30 +181,10 @@ pub async fn delete_custom_action_type(cx: Cx, input: DeleteCustomActionTypeInpu
     let mut tx = cx.db().begin().await?;
     if store::mark_deleted(&mut tx, &cx.account_id, &id).await? {
         tags::delete_tags_of(&mut tx, &cx.account_id, &type_arn(&cx, &id)).await?;
-        fail_queued_jobs(&cx, &mut tx, &id).await?;
+        crate::engine::fail_queued_of_deleted(&mut tx, &cx.app, &cx.account_id, &id).await?;
     }
     tx.commit().await?;
     Ok(super::Empty {})
-}
-
-/// Queued jobs of a deleted type can never be polled again: fail their
-/// actions now rather than leave their executions waiting forever. Jobs a
-/// worker already holds may still finish.
-async fn fail_queued_jobs(cx: &Cx, conn: &mut PgConnection, id: &ActionTypeId) -> Result<(), ApiError> {
-    let queued = crate::store::jobs::queued_of_type(conn, &cx.account_id, id).await?;
-    let message = format!("{id} was deleted before a job worker picked up this action");
-    for (pipeline, action_execution_id) in queued {
-        let Some(locked) = crate::store::executions::lock_pipeline(conn, &cx.account_id, &pipeline).await? else { continue };
-        crate::store::jobs::fail_jobs_of(conn, &cx.account_id, &[action_execution_id]).await?;
-        let update = crate::store::executions::ActionUpdate {
-            status: Some("Failed"),
-            error_code: Some("ConfigurationError"),
-            error_message: Some(&message),
-            ..Default::default()
-        };
-        crate::engine::complete_action(conn, cx.scope(&pipeline, locked), action_execution_id, &update).await?;
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]

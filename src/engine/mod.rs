@@ -1098,6 +1098,26 @@ pub async fn cancel_active(conn: &mut PgConnection, scope: Scope<'_>) -> Result<
     Ok(())
 }
 
+/// Queued jobs of a deleted type can never be polled again: fails their
+/// actions rather than leave their executions waiting forever, each under
+/// its pipeline's lock (taken in name order). Jobs a worker already holds
+/// may still finish.
+pub async fn fail_queued_of_deleted(conn: &mut PgConnection, app: &App, account_id: &str, id: &ActionTypeId) -> Result<(), ApiError> {
+    let message = format!("{id} was deleted before a job worker picked up this action");
+    let update = ActionUpdate {
+        status: Some("Failed"),
+        error_code: Some("ConfigurationError"),
+        error_message: Some(&message),
+        ..Default::default()
+    };
+    for (pipeline, action_execution_id) in jobs::queued_of_type(conn, account_id, id).await? {
+        let Some(locked) = store::lock_pipeline(conn, account_id, &pipeline).await? else { continue };
+        jobs::fail_jobs_of(conn, account_id, &[action_execution_id]).await?;
+        complete_action(conn, app_scope(app, account_id, &pipeline, locked.generation), action_execution_id, &update).await?;
+    }
+    Ok(())
+}
+
 pub fn not_found_error(pipeline: &str) -> ApiError {
     ApiError::new(ErrorCode::PipelineNotFoundException, format!("Account does not have a pipeline with name '{pipeline}'"))
 }

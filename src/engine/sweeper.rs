@@ -1,7 +1,8 @@
 //! Background work with deadlines: jobs dispatched but never acknowledged go
 //! back to the queue, jobs or approvals past their timeout fail their
-//! action, stage conditions in progress are evaluated again when due, and
-//! stages whose last result's server died before the engine ran are moved on.
+//! action, stage conditions in progress are evaluated again when due,
+//! stages whose last result's server died before the engine ran are moved on,
+//! and jobs still queued for a type deleted meanwhile fail their action.
 //! Safe with several replicas: batches are picked with SKIP LOCKED,
 //! every change is a compare-and-set, and each timeout is applied in its own
 //! transaction under the pipeline's lock, so two sweepers never apply one
@@ -28,6 +29,12 @@ const BATCH: i64 = 100;
 /// server died in between, the sweeper does it once the stage has been
 /// quiet for this many sweep intervals.
 const STRANDED_AFTER_SWEEPS: u32 = 10;
+
+/// How long after a custom type's deletion the sweeper looks for jobs
+/// still queued for it: a start that read the type just before the
+/// deletion committed can queue one the deletion did not see, and such a
+/// start commits within its own request.
+const DELETED_TYPES_WATCHED: chrono::Duration = chrono::Duration::hours(1);
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut failing = Failing::new(app.config.sweep_interval);
@@ -68,6 +75,11 @@ async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
     for (account_id, pipeline, execution_id) in store::due_checks(&mut conn, now, BATCH, &skip).await? {
         let done = check_again(app, &account_id, &pipeline, execution_id, now).await;
         failing.note(execution_id, done, now, &account_id, &pipeline, "stage condition");
+    }
+    for (account_id, id) in jobs::deleted_types_with_queued_jobs(&mut conn, now - DELETED_TYPES_WATCHED, BATCH).await? {
+        if let Err(e) = fail_queued_of_deleted(app, &account_id, &id).await {
+            tracing::warn!(%account_id, action_type = %id, error = %format!("{e:#}"), "sweeper could not fail the jobs of a deleted type");
+        }
     }
     let quiet_since = now - chrono::Duration::from_std(app.config.sweep_interval * STRANDED_AFTER_SWEEPS)?;
     for (account_id, pipeline, execution_id, mode) in store::stranded(&mut conn, quiet_since, BATCH, &skip).await? {
@@ -124,6 +136,14 @@ impl Failing {
             "sweeper could not apply a deadline"
         );
     }
+}
+
+/// Fails the queued jobs of a deleted type in a transaction of its own.
+async fn fail_queued_of_deleted(app: &App, account_id: &str, id: &crate::pipeline::ActionTypeId) -> anyhow::Result<()> {
+    let mut tx = app.db.begin().await?;
+    super::fail_queued_of_deleted(&mut tx, app, account_id, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Evaluates an execution's stage condition again, unless another sweeper

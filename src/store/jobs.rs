@@ -666,3 +666,32 @@ pub async fn queued_of_type(conn: &mut PgConnection, account_id: &str, type_id: 
     .fetch_all(conn)
     .await
 }
+
+/// Custom types deleted since `since` (and not created again) that still
+/// have queued jobs, newest deletion first: (account, type). Nobody can
+/// poll those jobs; the deletion fails the ones it sees, but a start that
+/// read the type just before the deletion committed can queue one after.
+pub async fn deleted_types_with_queued_jobs(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(String, ActionTypeId)>, sqlx::Error> {
+    let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "select t.account_id, t.owner, t.category, t.provider, t.version from action_type t \
+         where t.deleted_at is not null and t.deleted_at > $1 and exists ( \
+            select 1 from job j \
+            where hashtextextended(j.account_id || '/' || j.owner || '/' || j.category || '/' || j.provider || '/' || j.version, 0) \
+                = hashtextextended(t.account_id || '/' || t.owner || '/' || t.category || '/' || t.provider || '/' || t.version, 0) \
+              and j.account_id = t.account_id and j.owner = t.owner and j.category = t.category and j.provider = t.provider \
+              and j.version = t.version and j.status = 'Queued') \
+         order by t.deleted_at desc limit $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(account, owner, category, provider, version)| (account, ActionTypeId { category, owner, provider, version }))
+        .collect())
+}

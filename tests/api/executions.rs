@@ -786,3 +786,37 @@ async fn deleting_an_action_type_fails_the_actions_still_waiting_for_a_worker() 
     let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(&execution).send().await.unwrap();
     assert!(e.pipeline_execution().unwrap().status_summary().unwrap().contains("was deleted"));
 }
+
+/// A start that read a type just before its deletion committed can queue
+/// a job the deletion did not see, which nobody can ever poll: the sweeper
+/// fails its action as the deletion would have.
+#[tokio::test]
+async fn a_job_queued_for_a_type_deleted_meanwhile_fails_its_action_by_the_sweeper() {
+    let server = TestServer::start().await;
+    let account = server.account("a").await;
+    let client = server.client(&account);
+    realistic_pipeline(&client, "app", None).await;
+    let execution = finish_source(&client).await;
+    // What that race leaves behind: the type deleted, its jobs still queued.
+    sqlx::query("update action_type set deleted_at = now() where account_id = $1 and provider = 'Builder'")
+        .bind(&account.account_id)
+        .execute(&server.pool)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if execution_status(&client, "app", &execution).await == "Failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(&execution).send().await.unwrap();
+    let e = e.pipeline_execution().unwrap();
+    assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
+    assert!(e.status_summary().unwrap().contains("was deleted before a job worker picked up this action"), "{:?}", e.status_summary());
+    let queued: i64 = sqlx::query_scalar("select count(*) from job where account_id = $1 and status = 'Queued'")
+        .bind(&account.account_id)
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "no job is left queued for the deleted type");
+}
