@@ -199,6 +199,17 @@ async fn build_all(client: &Client, version: &str) {
     succeed(client, &package[0], &[]).await;
 }
 
+/// Waits until the execution has `status` (the sweeper acts in the background).
+async fn await_execution_status(client: &Client, pipeline: &str, execution: &str, status: &str) {
+    for _ in 0..100 {
+        if execution_status(client, pipeline, execution).await == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(execution_status(client, pipeline, execution).await, status);
+}
+
 async fn approval_token(client: &Client, pipeline: &str) -> String {
     for _ in 0..100 {
         let states = stage_states(client, pipeline).await;
@@ -762,13 +773,7 @@ async fn an_unanswered_approval_fails_when_it_times_out() {
         .execute(&server.pool)
         .await
         .unwrap();
-    for _ in 0..100 {
-        if execution_status(&client, "app", &execution).await == "Failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(execution_status(&client, "app", &execution).await, "Failed");
+    await_execution_status(&client, "app", &execution, "Failed").await;
     let err = answer(&client, &token, ApprovalStatus::Approved, "too late").await.unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
 }
@@ -803,12 +808,7 @@ async fn a_job_queued_for_a_type_deleted_meanwhile_fails_its_action_by_the_sweep
         .execute(&server.pool)
         .await
         .unwrap();
-    for _ in 0..100 {
-        if execution_status(&client, "app", &execution).await == "Failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    await_execution_status(&client, "app", &execution, "Failed").await;
     let e = client.get_pipeline_execution().pipeline_name("app").pipeline_execution_id(&execution).send().await.unwrap();
     let e = e.pipeline_execution().unwrap();
     assert_eq!(e.status(), Some(&PipelineExecutionStatus::Failed));
