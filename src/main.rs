@@ -1,5 +1,5 @@
-// glibc's malloc took ~14 % of the server's CPU under load, mostly in
-// contended frees and consolidation (benches/README.md, session 12).
+// Under load glibc's malloc and free took ~14 % of the CPU samples of the
+// benchmark's process, server and clients (benches/README.md, session 12).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -136,9 +136,9 @@ impl DerefMut for Conn {
 
 /// A transaction on a connection of [`Db`], begun and ended as sqlx's own
 /// `Transaction` does. Committed, its connection is idle again and stays
-/// at the gate like a released one (a commit used to cost a test round trip
-/// as well). Dropped before, or after a failed commit, its rollback is
-/// queued and the connection goes back through sqlx, whose test sends it.
+/// at the gate like a released one, so a commit costs no test round trip.
+/// Dropped before, or after a failed commit, its rollback is queued and
+/// the connection goes back through sqlx, whose test sends it.
 pub struct Tx {
     conn: Option<Conn>,
 }
