@@ -1103,6 +1103,23 @@ pub async fn cancel_active(conn: &mut PgConnection, scope: Scope<'_>) -> Result<
 /// its pipeline's lock (taken in name order). Jobs a worker already holds
 /// may still finish.
 pub async fn fail_queued_of_deleted(conn: &mut PgConnection, app: &App, account_id: &str, id: &ActionTypeId) -> Result<(), ApiError> {
+    for (pipeline, action_execution_id) in jobs::queued_of_type(conn, account_id, id).await? {
+        fail_unpollable(conn, app, account_id, &pipeline, action_execution_id, id).await?;
+    }
+    Ok(())
+}
+
+/// Fails an action whose job is queued for the deleted type `id`, under
+/// the pipeline's lock; nothing when the pipeline or the action has gone on.
+pub async fn fail_unpollable(
+    conn: &mut PgConnection,
+    app: &App,
+    account_id: &str,
+    pipeline: &str,
+    action_execution_id: Uuid,
+    id: &ActionTypeId,
+) -> Result<(), ApiError> {
+    let Some(locked) = store::lock_pipeline(conn, account_id, pipeline).await? else { return Ok(()) };
     let message = format!("{id} was deleted before a job worker picked up this action");
     let update = ActionUpdate {
         status: Some("Failed"),
@@ -1110,11 +1127,8 @@ pub async fn fail_queued_of_deleted(conn: &mut PgConnection, app: &App, account_
         error_message: Some(&message),
         ..Default::default()
     };
-    for (pipeline, action_execution_id) in jobs::queued_of_type(conn, account_id, id).await? {
-        let Some(locked) = store::lock_pipeline(conn, account_id, &pipeline).await? else { continue };
-        jobs::fail_jobs_of(conn, account_id, &[action_execution_id]).await?;
-        complete_action(conn, app_scope(app, account_id, &pipeline, locked.generation), action_execution_id, &update).await?;
-    }
+    jobs::fail_jobs_of(conn, account_id, &[action_execution_id]).await?;
+    complete_action(conn, app_scope(app, account_id, pipeline, locked.generation), action_execution_id, &update).await?;
     Ok(())
 }
 

@@ -76,10 +76,11 @@ async fn tick(app: &App, failing: &mut Failing) -> anyhow::Result<()> {
         let done = check_again(app, &account_id, &pipeline, execution_id, now).await;
         failing.note(execution_id, done, now, &account_id, &pipeline, "stage condition");
     }
-    for (account_id, id) in jobs::deleted_types_with_queued_jobs(&mut conn, now - DELETED_TYPES_WATCHED, BATCH).await? {
-        if let Err(e) = fail_queued_of_deleted(app, &account_id, &id).await {
-            tracing::warn!(%account_id, action_type = %id, error = %format!("{e:#}"), "sweeper could not fail the jobs of a deleted type");
-        }
+    for (account_id, pipeline, action_execution_id, id) in
+        jobs::queued_of_deleted_types(&mut conn, now - DELETED_TYPES_WATCHED, BATCH, &skip).await?
+    {
+        let done = fail_unpollable(app, &account_id, &pipeline, action_execution_id, &id).await;
+        failing.note(action_execution_id, done, now, &account_id, &pipeline, "job of a deleted type");
     }
     let quiet_since = now - chrono::Duration::from_std(app.config.sweep_interval * STRANDED_AFTER_SWEEPS)?;
     for (account_id, pipeline, execution_id, mode) in store::stranded(&mut conn, quiet_since, BATCH, &skip).await? {
@@ -138,10 +139,17 @@ impl Failing {
     }
 }
 
-/// Fails the queued jobs of a deleted type in a transaction of its own.
-async fn fail_queued_of_deleted(app: &App, account_id: &str, id: &crate::pipeline::ActionTypeId) -> anyhow::Result<()> {
+/// Fails an action whose job is queued for a deleted type, in a
+/// transaction of its own.
+async fn fail_unpollable(
+    app: &App,
+    account_id: &str,
+    pipeline: &str,
+    action_execution_id: Uuid,
+    id: &crate::pipeline::ActionTypeId,
+) -> anyhow::Result<()> {
     let mut tx = app.db.begin().await?;
-    super::fail_queued_of_deleted(&mut tx, app, account_id, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    super::fail_unpollable(&mut tx, app, account_id, pipeline, action_execution_id, id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     tx.commit().await?;
     Ok(())
 }

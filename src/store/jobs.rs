@@ -667,31 +667,41 @@ pub async fn queued_of_type(conn: &mut PgConnection, account_id: &str, type_id: 
     .await
 }
 
-/// Custom types deleted since `since` (and not created again) that still
-/// have queued jobs, newest deletion first: (account, type). Nobody can
-/// poll those jobs; the deletion fails the ones it sees, but a start that
-/// read the type just before the deletion committed can queue one after.
-pub async fn deleted_types_with_queued_jobs(
+/// Jobs still queued for custom types deleted since `since` (and not
+/// created again), but the actions in `skip`, newest deletion first:
+/// (account, pipeline, action execution, type). Nobody can poll them; the
+/// deletion fails the ones it sees, but a start that read the type just
+/// before the deletion committed can queue one after.
+pub async fn queued_of_deleted_types(
     conn: &mut PgConnection,
     since: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<(String, ActionTypeId)>, sqlx::Error> {
-    let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
-        "select t.account_id, t.owner, t.category, t.provider, t.version from action_type t \
-         where t.deleted_at is not null and t.deleted_at > $1 and exists ( \
-            select 1 from job j \
-            where hashtextextended(j.account_id || '/' || j.owner || '/' || j.category || '/' || j.provider || '/' || j.version, 0) \
+    skip: &[Uuid],
+) -> Result<Vec<(String, String, Uuid, ActionTypeId)>, sqlx::Error> {
+    let rows: Vec<(String, String, Uuid, String, String, String, String)> = sqlx::query_as(
+        // Driven by the few recently deleted types (lateral), so that the
+        // queue's index is read per type rather than whole.
+        "select t.account_id, j.pipeline_name, j.action_execution_id, t.owner, t.category, t.provider, t.version \
+         from (select account_id, owner, category, provider, version, deleted_at from action_type \
+               where deleted_at is not null and deleted_at > $1 order by deleted_at desc limit $2) t \
+         cross join lateral ( \
+            select pipeline_name, action_execution_id, seq from job \
+            where hashtextextended(account_id || '/' || owner || '/' || category || '/' || provider || '/' || version, 0) \
                 = hashtextextended(t.account_id || '/' || t.owner || '/' || t.category || '/' || t.provider || '/' || t.version, 0) \
-              and j.account_id = t.account_id and j.owner = t.owner and j.category = t.category and j.provider = t.provider \
-              and j.version = t.version and j.status = 'Queued') \
-         order by t.deleted_at desc limit $2",
+              and account_id = t.account_id and owner = t.owner and category = t.category and provider = t.provider \
+              and version = t.version and status = 'Queued' and action_execution_id <> all($3) \
+            order by seq limit $2) j \
+         order by t.deleted_at desc, j.seq limit $2",
     )
     .bind(since)
     .bind(limit)
+    .bind(skip)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(account, owner, category, provider, version)| (account, ActionTypeId { category, owner, provider, version }))
+        .map(|(account, pipeline, action, owner, category, provider, version)| {
+            (account, pipeline, action, ActionTypeId { category, owner, provider, version })
+        })
         .collect())
 }
