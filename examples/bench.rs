@@ -460,6 +460,8 @@ async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::R
 async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut conn = pool.acquire().await?;
+    // A million rows may take longer than the server's statement timeout.
+    sqlx::query("set statement_timeout = 0").execute(&mut *conn).await?;
     // Any finished execution of this pipeline satisfies the foreign key; the
     // rows copy a real job's data so the heap looks like a real one.
     let (execution_id, data): (uuid::Uuid, serde_json::Value) = sqlx::query_as(
@@ -487,6 +489,7 @@ async fn seed_finished(pool: &PgPool, account_id: &str, pipeline: &str, n: i64) 
     .await?;
     let inserted = t.elapsed();
     sqlx::query("vacuum analyze job").execute(&mut *conn).await?;
+    sqlx::query("reset statement_timeout").execute(&mut *conn).await?;
     println!(
         "seeded {n} finished jobs in {:.1} s (+ VACUUM ANALYZE {:.1} s)",
         inserted.as_secs_f64(),
@@ -600,7 +603,8 @@ async fn main() -> anyhow::Result<()> {
         millrace::telemetry::init();
     }
     let db = database(&args).await?;
-    let pool = millrace::store::connect(&db.url, args.db_max_connections).await?;
+    // The server's default statement timeout (`--db-statement-timeout-secs`).
+    let pool = millrace::store::connect(&db.url, args.db_max_connections, Duration::from_secs(30)).await?;
     let secrets = SecretBox::from_base64(&SecretBox::generate_key_base64())?;
     let key = {
         let mut conn = pool.acquire().await?;

@@ -65,6 +65,13 @@ pub struct StorageArgs {
     /// (benches/README.md, session 7).
     #[arg(long, env = "MILLRACE_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(3..))]
     pub db_max_connections: u32,
+    /// PostgreSQL cancels a statement of this process that runs longer, and
+    /// ends a session of it left idle inside a transaction that long (a
+    /// replica frozen or cut off mid-transaction), so that neither holds a
+    /// connection or a lock indefinitely. Keep it at most the request
+    /// timeout; 0 disables both. Migrations are not limited.
+    #[arg(long, env = "MILLRACE_DB_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
+    pub db_statement_timeout_secs: u64,
     /// Base64 of 32 bytes that encrypts stored secret keys. Replicas sharing a database must share it.
     #[arg(long, env = "MILLRACE_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,

@@ -169,7 +169,7 @@ where
             Ok(outputs)
         }
     };
-    lane.submit(key, item, weight, run).await.map_err(ApiError::internal)
+    lane.submit(key, item, weight, run).await.map_err(ApiError::database)
 }
 
 /// Jobs this server handed out that are alone in their runOrder group

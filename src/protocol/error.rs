@@ -95,7 +95,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// The cause of an internal fault: logged by the envelope, never sent.
+    /// The cause of an internal fault, or of a database that was too busy
+    /// to answer: logged by the envelope, never sent.
     pub source: Option<anyhow::Error>,
 }
 
@@ -129,9 +130,36 @@ impl std::fmt::Display for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(e)
+        ApiError::database(e)
     }
 }
+
+/// PostgreSQL's `query_canceled`: here, a statement that ran into the
+/// connection's `statement_timeout` (`store::connect`).
+const QUERY_CANCELED: &str = "57014";
+
+impl ApiError {
+    /// A failed database call. Running out of connections or of time (a
+    /// statement cancelled at the statement timeout, typically stuck behind
+    /// a lock) is answered as AWS answers an overloaded or slow service,
+    /// with errors the SDKs retry after a back-off; the statement's
+    /// transaction was rolled back, so nothing of the request was applied.
+    /// Anything else is an internal fault. The cause is logged either way.
+    pub fn database<E>(e: E) -> Self
+    where
+        E: std::borrow::Borrow<sqlx::Error> + Into<anyhow::Error>,
+    {
+        let (code, message) = match e.borrow() {
+            sqlx::Error::PoolTimedOut => (ErrorCode::ThrottlingException, "Rate exceeded"),
+            sqlx::Error::Database(d) if d.code().as_deref() == Some(QUERY_CANCELED) => (ErrorCode::RequestTimeoutException, TIMED_OUT),
+            _ => return ApiError::internal(e),
+        };
+        ApiError { code, message: message.into(), source: Some(e.into()) }
+    }
+}
+
+/// What a request that ran out of time is told.
+pub const TIMED_OUT: &str = "The request timed out and was not applied.";
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
@@ -149,5 +177,24 @@ impl IntoResponse for ApiError {
         headers.insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
         headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code.as_str()));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_database_is_answered_with_an_error_sdks_retry_and_anything_else_is_internal() {
+        let busy = ApiError::database(sqlx::Error::PoolTimedOut);
+        assert_eq!(
+            (busy.code, busy.code.status(), busy.message.as_str()),
+            (ErrorCode::ThrottlingException, StatusCode::BAD_REQUEST, "Rate exceeded")
+        );
+        assert!(busy.source.is_some(), "the cause is kept for the log");
+        let shared = ApiError::database(std::sync::Arc::new(sqlx::Error::PoolTimedOut));
+        assert_eq!(shared.code, ErrorCode::ThrottlingException, "as a shared statement's requests get it");
+        let fault = ApiError::database(sqlx::Error::RowNotFound);
+        assert_eq!((fault.code, fault.code.status()), (ErrorCode::InternalFailure, StatusCode::INTERNAL_SERVER_ERROR));
     }
 }

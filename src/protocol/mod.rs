@@ -42,7 +42,7 @@ pub async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, heade
         match tokio::time::timeout(app.config.request_timeout, work).await {
             Ok(result) => result,
             // Dropping the future rolls back its open transaction.
-            Err(_) => Err(ApiError::new(ErrorCode::RequestTimeoutException, "The request timed out and was not applied.")),
+            Err(_) => Err(ApiError::new(ErrorCode::RequestTimeoutException, error::TIMED_OUT)),
         }
     }
     .instrument(span.clone())
@@ -60,7 +60,10 @@ pub async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, heade
         Err(err) => {
             let status = err.code.status().as_u16();
             match &err.source {
-                Some(source) => tracing::error!(status, latency_ms, error = %err.code.as_str(), cause = ?source, "internal error"),
+                Some(source) if err.code == ErrorCode::InternalFailure => {
+                    tracing::error!(status, latency_ms, error = %err.code.as_str(), cause = ?source, "internal error")
+                }
+                Some(source) => tracing::warn!(status, latency_ms, error = %err.code.as_str(), cause = %source, "database busy"),
                 None => tracing::info!(status, latency_ms, error = %err.code.as_str(), "refused"),
             }
             err.into_response()

@@ -19,8 +19,8 @@ pub mod webhooks;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::StorageArgs;
 use embedded::EmbeddedPostgres;
@@ -44,7 +44,7 @@ impl Database {
                 (pg.database_url("millrace"), Some(pg))
             }
         };
-        let pool = connect(&url, storage.db_max_connections).await?;
+        let pool = connect(&url, storage.db_max_connections, Duration::from_secs(storage.db_statement_timeout_secs)).await?;
         Ok(Database { pool, embedded })
     }
 
@@ -58,9 +58,16 @@ impl Database {
 }
 
 /// Connects and brings the schema up to date. Migrations take an advisory
-/// lock, so replicas starting together apply them once.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+/// lock, so replicas starting together apply them once; they run on a
+/// connection of their own, free of `statement_timeout` (zero: none), which
+/// PostgreSQL applies to every other statement of this process and to any
+/// of its sessions idle in a transaction.
+pub async fn connect(url: &str, max_connections: u32, statement_timeout: Duration) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let mut migrating = PgConnection::connect_with(&options).await.context("connecting to PostgreSQL")?;
+    MIGRATOR.run(&mut migrating).await.context("applying database migrations")?;
+    migrating.close().await.context("closing the migrations' connection")?;
+    let timeout = statement_timeout.as_millis().to_string();
     // Every statement is prepared once per connection; under the default
     // plan_cache_mode, PostgreSQL still re-plans most of them on every
     // execution (a custom plan looks cheaper than the generic one when
@@ -69,7 +76,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     // lifecycle (benches/README.md). Our statements filter on keys and on
     // statuses written as literals (which partial indexes need), so generic
     // plans lose nothing.
-    let options = options.options([("plan_cache_mode", "force_generic_plan")]);
+    let options = options.options([
+        ("plan_cache_mode", "force_generic_plan"),
+        ("statement_timeout", timeout.as_str()),
+        ("idle_in_transaction_session_timeout", timeout.as_str()),
+    ]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
@@ -88,7 +99,6 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
-    MIGRATOR.run(&pool).await.context("applying database migrations")?;
     Ok(pool)
 }
 

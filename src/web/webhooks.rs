@@ -68,6 +68,7 @@ use crate::api::tags::{Resource, ResourceArn};
 use crate::api::webhooks::{compile_filter_path, open_secret};
 use crate::engine::{self, Scope, Start};
 use crate::pipeline::{ActionDeclaration, PipelineDeclaration};
+use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::webhooks::{self as store, DeliveryTarget};
 use crate::store::{executions, pipelines};
 
@@ -137,7 +138,28 @@ impl Answer {
 
 impl From<sqlx::Error> for Answer {
     fn from(e: sqlx::Error) -> Answer {
-        Answer::internal(e)
+        Answer::from_fault(ApiError::database(e))
+    }
+}
+
+impl Answer {
+    /// A fault of the server's (an error with a cause): a busy database
+    /// (`ApiError::database`) is worth redelivering soon, anything else is
+    /// internal.
+    fn from_fault(e: ApiError) -> Answer {
+        match e.code {
+            ErrorCode::InternalFailure => Answer::internal(format!("{}: {:?}", e.message, e.source)),
+            _ => {
+                let mut a = Answer::refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "Busy",
+                    "The database was too busy; the delivery started nothing, redeliver it",
+                );
+                a.cause = e.source.map(|s| format!("{s:#}"));
+                a
+            }
+        }
     }
 }
 
@@ -380,7 +402,7 @@ impl Endpoint {
         let execution = match engine::start_execution(&mut tx, scope, version, Start::triggered_by("Webhook", Some(arn.to_string()))).await
         {
             Ok(id) => id,
-            Err(e) if e.source.is_some() => return Err(Answer::internal(format!("{}: {:?}", e.message, e.source))),
+            Err(e) if e.source.is_some() => return Err(Answer::from_fault(e)),
             Err(e) => {
                 drop(tx);
                 let message = format!("Starting pipeline '{pipeline}' failed: {}", e.message);

@@ -1,11 +1,15 @@
-//! The gate in front of sqlx's pool (`store::db`), on a real connection pool.
+//! Connections to PostgreSQL: the gate in front of sqlx's pool
+//! (`store::db`), on a real connection pool, and the timeouts that keep a
+//! stuck statement or transaction from holding a connection or a lock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use millrace::config::Config;
+use millrace::crypto::SecretBox;
 use millrace::store::db::{Db, OUTSIDE};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
-use crate::helpers::fresh_database_url;
+use crate::helpers::{TestServer, error_code, fresh_database_url, simple_pipeline};
 
 async fn backend(conn: &mut PgConnection) -> i32 {
     sqlx::query_scalar("select pg_backend_pid()").fetch_one(conn).await.unwrap()
@@ -33,7 +37,7 @@ async fn handed_back(pool: &sqlx::PgPool) -> usize {
 /// for direct users of the pool.
 #[tokio::test]
 async fn the_gate_reuses_released_connections_and_keeps_room_outside() {
-    let pool = millrace::store::connect(&fresh_database_url().await, 8).await.unwrap();
+    let pool = millrace::store::connect(&fresh_database_url().await, 8, Duration::from_secs(30)).await.unwrap();
     let db = Db::new(pool.clone());
     let mut first = db.acquire().await.unwrap();
     let pid = backend(&mut first).await;
@@ -66,7 +70,7 @@ async fn the_gate_reuses_released_connections_and_keeps_room_outside() {
 /// back to sqlx, and its connection is clean for the next caller.
 #[tokio::test]
 async fn committed_transactions_stay_at_the_gate_and_dropped_ones_roll_back() {
-    let pool = millrace::store::connect(&fresh_database_url().await, 8).await.unwrap();
+    let pool = millrace::store::connect(&fresh_database_url().await, 8, Duration::from_secs(30)).await.unwrap();
     let db = Db::new(pool.clone());
     sqlx::query("create table probe (n int)").execute(&pool).await.unwrap();
     let rows =
@@ -90,4 +94,86 @@ async fn committed_transactions_stay_at_the_gate_and_dropped_ones_roll_back() {
     sqlx::query("insert into probe values (3)").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(rows(pool.clone()).await, [1, 3], "the next transaction is a transaction of its own, not a savepoint of the dropped one");
+}
+
+/// A server whose statements PostgreSQL cancels after `timeout` (and whose
+/// sessions idle in a transaction it ends after as long), with requests
+/// allowed far longer; an account and a pipeline with its first execution.
+async fn server_with_statement_timeout(timeout: Duration) -> (TestServer, aws_sdk_codepipeline::Client, String) {
+    let config = Config { request_timeout: Duration::from_secs(20), ..Config::for_tests() };
+    let server =
+        TestServer::start_with_statement_timeout(fresh_database_url().await, SecretBox::generate_key_base64(), config, timeout).await;
+    let account = server.account("timeouts").await;
+    let client = server.client(&account);
+    client.create_pipeline().pipeline(simple_pipeline("locked")).send().await.unwrap();
+    (server, client, account.account_id)
+}
+
+async fn executions(client: &aws_sdk_codepipeline::Client) -> usize {
+    client.list_pipeline_executions().pipeline_name("locked").send().await.unwrap().pipeline_execution_summaries().len()
+}
+
+/// Backends of the server's database waiting for a lock.
+async fn lock_waiters(server: &TestServer) -> i64 {
+    sqlx::query_scalar("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")
+        .fetch_one(&server.pool)
+        .await
+        .unwrap()
+}
+
+/// A request whose statement waits behind a lock held elsewhere (an
+/// operator's session here) is cancelled by PostgreSQL at the statement
+/// timeout, well before the request's own: the client is told to retry,
+/// the connection is free again rather than still waiting inside
+/// PostgreSQL, nothing was written, and the same call works once the lock
+/// is gone.
+#[tokio::test]
+async fn a_statement_stuck_behind_a_lock_is_cancelled_and_the_request_told_to_retry() {
+    let (server, client, account_id) = server_with_statement_timeout(Duration::from_secs(1)).await;
+    let before = executions(&client).await;
+    let mut operator = PgConnection::connect(&server.database_url).await.unwrap();
+    let mut held = operator.begin().await.unwrap();
+    sqlx::query("select 1 from pipeline where account_id = $1 and name = 'locked' for update")
+        .bind(&account_id)
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let err = client.start_pipeline_execution().name("locked").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "RequestTimeoutException");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503), "a status every SDK retries");
+    assert!(started.elapsed() < Duration::from_secs(8), "cancelled at the statement timeout, not the request's: {:?}", started.elapsed());
+    assert_eq!(lock_waiters(&server).await, 0, "the cancelled statement no longer waits inside PostgreSQL");
+
+    held.rollback().await.unwrap();
+    client.start_pipeline_execution().name("locked").send().await.unwrap();
+    assert_eq!(executions(&client).await, before + 1, "the cancelled start left nothing behind");
+}
+
+/// A server session left idle inside a transaction, as a replica frozen or
+/// cut off mid-request would leave it, is ended by PostgreSQL after the
+/// statement timeout, and its locks with it: a request waiting for one of
+/// them goes through instead of timing out.
+#[tokio::test]
+async fn a_session_left_idle_in_a_transaction_is_ended_and_its_locks_released() {
+    let timeout = Duration::from_secs(2);
+    let (server, client, account_id) = server_with_statement_timeout(timeout).await;
+    let before = executions(&client).await;
+    let mut frozen = server.pool.acquire().await.unwrap();
+    sqlx::query("begin").execute(&mut *frozen).await.unwrap();
+    sqlx::query("select 1 from pipeline where account_id = $1 and name = 'locked' for update")
+        .bind(&account_id)
+        .execute(&mut *frozen)
+        .await
+        .unwrap();
+    let idle_since = Instant::now();
+
+    // Half the timeout later: the frozen session ends at the timeout, this
+    // request's statement would be cancelled half a timeout after that.
+    tokio::time::sleep(timeout / 2).await;
+    client.start_pipeline_execution().name("locked").send().await.expect("the frozen session's lock was released");
+    assert!(idle_since.elapsed() >= timeout, "it had to wait for the frozen session to end");
+    assert_eq!(executions(&client).await, before + 1);
+    assert!(sqlx::query("select 1").execute(&mut *frozen).await.is_err(), "PostgreSQL ended the frozen session");
 }

@@ -179,8 +179,17 @@ impl TestServer {
     }
 
     pub async fn start_full(database_url: String, master_key: String, config: Config) -> TestServer {
+        Self::start_with_statement_timeout(database_url, master_key, config, Duration::from_secs(30)).await
+    }
+
+    pub async fn start_with_statement_timeout(
+        database_url: String,
+        master_key: String,
+        config: Config,
+        statement_timeout: Duration,
+    ) -> TestServer {
         // Small pools: several test servers share one PostgreSQL (100 connections).
-        let pool = millrace::store::connect(&database_url, 8).await.expect("connecting and migrating");
+        let pool = millrace::store::connect(&database_url, 8, statement_timeout).await.expect("connecting and migrating");
         let secrets = SecretBox::from_base64(&master_key).unwrap();
         let app = App::new(pool.clone(), secrets.clone(), config);
         let server = Server::bind(app).await.expect("binding 127.0.0.1:0");
