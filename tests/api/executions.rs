@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::types::*;
 
-use crate::helpers::{TestServer, custom_action_type, error_code};
+use crate::helpers::{TestServer, assert_known_states, custom_action_type, error_code};
 
 fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
     ActionTypeId::builder().category(category).owner(ActionOwner::Custom).provider(provider).version("1").build().unwrap()
@@ -314,6 +314,7 @@ async fn a_realistic_pipeline_runs_from_source_to_deploy() {
     assert_eq!(summaries.pipeline_execution_summaries()[0].trigger().unwrap().trigger_type(), Some(&TriggerType::PutActionRevision));
     let states = stage_states(&client, "app").await;
     assert_eq!(states["Source"].action_states()[0].current_revision().unwrap().revision_id(), "def456");
+    assert_known_states(&server.pool).await;
 }
 
 #[tokio::test]
@@ -369,6 +370,7 @@ async fn a_failed_build_is_retried_and_the_execution_goes_on() {
         .unwrap();
     let compiles = history.action_execution_details().iter().filter(|d| d.action_name() == Some("Compile")).count();
     assert_eq!(compiles, 2, "both attempts stay in the history");
+    assert_known_states(&server.pool).await;
 }
 
 #[tokio::test]
@@ -448,6 +450,7 @@ async fn executions_wait_at_a_disabled_transition_and_the_newest_supersedes_the_
     let jobs = claim(&client, ActionCategory::Build, "Builder", 2).await;
     assert!(jobs.iter().all(|j| j.data().unwrap().pipeline_context().unwrap().pipeline_execution_id() == Some(third.as_str())));
     assert!(stage_states(&client, "app").await["Build"].inbound_transition_state().unwrap().enabled());
+    assert_known_states(&server.pool).await;
 }
 
 #[tokio::test]
@@ -500,6 +503,7 @@ async fn a_stopped_execution_lets_running_work_finish_or_abandons_it() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "PipelineExecutionNotFoundException");
+    assert_known_states(&server.pool).await;
 }
 
 #[tokio::test]
@@ -700,6 +704,7 @@ async fn v2_variables_resolve_and_a_stage_rolls_back_to_an_earlier_execution() {
         error_code(&rollback_err("Deploy", "00000000-0000-4000-8000-000000000000").await.unwrap_err()),
         "PipelineExecutionNotFoundException"
     );
+    assert_known_states(&server.pool).await;
 }
 
 #[tokio::test]
@@ -776,6 +781,7 @@ async fn an_unanswered_approval_fails_when_it_times_out() {
     await_execution_status(&client, "app", &execution, "Failed").await;
     let err = answer(&client, &token, ApprovalStatus::Approved, "too late").await.unwrap_err();
     assert_eq!(error_code(&err), "ApprovalAlreadyCompletedException");
+    assert_known_states(&server.pool).await;
 }
 
 #[tokio::test]

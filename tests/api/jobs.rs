@@ -8,7 +8,7 @@ use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::types::*;
 use millrace::config::Config;
 
-use crate::helpers::{TestServer, custom_action_type, error_code};
+use crate::helpers::{TestServer, assert_known_states, custom_action_type, error_code};
 
 fn type_id(category: ActionCategory, provider: &str) -> ActionTypeId {
     ActionTypeId::builder().category(category).owner(ActionOwner::Custom).provider(provider).version("1").build().unwrap()
@@ -318,6 +318,7 @@ async fn two_servers_on_one_database_share_the_work_without_double_claims() {
         let e = c1.get_pipeline_execution().pipeline_name("p").pipeline_execution_id(&id).send().await.unwrap();
         assert_eq!(e.pipeline_execution().unwrap().status(), Some(&PipelineExecutionStatus::Succeeded), "{id}");
     }
+    assert_known_states(&one.pool).await;
 }
 
 /// A job alone in its stage ends through the transaction at once on the
@@ -1031,6 +1032,7 @@ async fn a_failure_condition_decides_whether_the_stage_rolls_back() {
     let rule = &rules.rule_execution_details()[0];
     assert_eq!((rule.rule_name(), rule.status()), (Some("canary-healthy"), Some(&RuleExecutionStatus::Failed)));
     assert_eq!(rule.input().unwrap().resolved_configuration().unwrap()["Variable"], "degraded");
+    assert_known_states(&server.pool).await;
 }
 
 /// A job is marked alone when its action is the only one of its runOrder
@@ -1329,6 +1331,7 @@ async fn entry_conditions_gate_or_skip_their_stage() {
     assert_eq!(finish_work(&client, &[]).await, ["A"]);
     assert_eq!(finish_work(&client, &[]).await, ["F"], "deploy is yes: Final runs");
     assert_eq!(execution_of(&client, &deploy).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+    assert_known_states(&server.pool).await;
 }
 
 /// A success condition whose rule this server cannot run (here a CloudWatch
@@ -1548,6 +1551,7 @@ async fn a_success_condition_waiting_for_its_window_ends_with_a_stop_or_an_overr
         work.on_success_condition_state().unwrap().latest_execution().unwrap().status(),
         Some(&ConditionExecutionStatus::Overridden)
     );
+    assert_known_states(&server.pool).await;
 }
 
 /// A stage retried after its success condition failed evaluates it again;
