@@ -113,6 +113,15 @@ async fn executions(client: &aws_sdk_codepipeline::Client) -> usize {
     client.list_pipeline_executions().pipeline_name("locked").send().await.unwrap().pipeline_execution_summaries().len()
 }
 
+/// Locks the pipeline's row as an update would, until `conn`'s transaction ends.
+async fn lock_pipeline(conn: &mut PgConnection, account_id: &str) {
+    sqlx::query("select 1 from pipeline where account_id = $1 and name = 'locked' for update")
+        .bind(account_id)
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
 /// Backends of the server's database waiting for a lock.
 async fn lock_waiters(server: &TestServer) -> i64 {
     sqlx::query_scalar("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")
@@ -133,11 +142,7 @@ async fn a_statement_stuck_behind_a_lock_is_cancelled_and_the_request_told_to_re
     let before = executions(&client).await;
     let mut operator = PgConnection::connect(&server.database_url).await.unwrap();
     let mut held = operator.begin().await.unwrap();
-    sqlx::query("select 1 from pipeline where account_id = $1 and name = 'locked' for update")
-        .bind(&account_id)
-        .execute(&mut *held)
-        .await
-        .unwrap();
+    lock_pipeline(&mut held, &account_id).await;
 
     let started = Instant::now();
     let err = client.start_pipeline_execution().name("locked").send().await.unwrap_err();
@@ -162,11 +167,7 @@ async fn a_session_left_idle_in_a_transaction_is_ended_and_its_locks_released() 
     let before = executions(&client).await;
     let mut frozen = server.pool.acquire().await.unwrap();
     sqlx::query("begin").execute(&mut *frozen).await.unwrap();
-    sqlx::query("select 1 from pipeline where account_id = $1 and name = 'locked' for update")
-        .bind(&account_id)
-        .execute(&mut *frozen)
-        .await
-        .unwrap();
+    lock_pipeline(&mut frozen, &account_id).await;
     let idle_since = Instant::now();
 
     // Half the timeout later: the frozen session ends at the timeout, this
