@@ -69,8 +69,10 @@ pub struct StorageArgs {
     /// ends a session of it left idle inside a transaction that long (a
     /// replica frozen or cut off mid-transaction), so that neither holds a
     /// connection or a lock indefinitely. Keep it at most the request
-    /// timeout; 0 disables both. Migrations are not limited.
-    #[arg(long, env = "MILLRACE_DB_STATEMENT_TIMEOUT_SECS", default_value_t = 30)]
+    /// timeout; 0 disables both. Migrations are not limited. At most
+    /// PostgreSQL's limit for both settings (2^31 - 1 ms).
+    #[arg(long, env = "MILLRACE_DB_STATEMENT_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=2_147_483))]
     pub db_statement_timeout_secs: u64,
     /// Base64 of 32 bytes that encrypts stored secret keys. Replicas sharing a database must share it.
     #[arg(long, env = "MILLRACE_MASTER_KEY", hide_env_values = true)]
