@@ -450,7 +450,7 @@ async fn explain_claim(pool: &PgPool, account_id: &str, limit: i32) -> anyhow::R
     sqlx::raw_sql(&format!("prepare bench_claim as {}", millrace::store::jobs::POLL)).execute(&mut *tx).await?;
     let account: u64 = account_id.parse().context("account ids are digits")?;
     let explain = format!(
-        "explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit}, false)"
+        "explain (analyze, buffers) execute bench_claim('{account}', 'Custom', 'Build', 'BenchWorker', '1', null, null, {limit}, false, 86400)"
     );
     let rows = sqlx::raw_sql(&explain).fetch_all(&mut *tx).await?;
     tx.rollback().await?;

@@ -71,6 +71,11 @@ async fn live_type(cx: &Cx, id: &ActionTypeId) -> Result<ActionTypeRow, ApiError
     type_store::get(&mut conn, &cx.account_id, id).await?.filter(|r| !r.deleted).ok_or_else(|| type_not_found(id))
 }
 
+/// How this server claims jobs.
+pub fn claim(cx: &Cx) -> jobs::Claim {
+    jobs::Claim { async_commit: cx.app.config.async_claim_commit, job_timeout: cx.app.config.job_timeout }
+}
+
 /// Errors: ValidationException, ActionTypeNotFoundException.
 pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJobsOutput, ApiError> {
     let id = &input.action_type_id;
@@ -89,10 +94,10 @@ pub async fn poll_for_jobs(cx: Cx, input: PollForJobsInput) -> Result<PollForJob
     let (key, value) = input.query_param.iter().next().map(|(k, v)| (k.clone(), v.clone())).unzip();
     let limit = input.max_batch_size.unwrap_or(1);
     let lane = (cx.account_id.clone(), id.clone(), key, value);
-    let async_commit = cx.app.config.async_claim_commit;
+    let claim = claim(&cx);
     let polled =
         shared(&cx, &cx.app.job_lanes.polls, lane, limit, limit as usize, move |mut conn, (account, id, key, value), limits| async move {
-            let polled = jobs::poll_shared(&mut conn, &account, &id, key.as_deref(), value.as_deref(), &limits, async_commit).await?;
+            let polled = jobs::poll_shared(&mut conn, &account, &id, key.as_deref(), value.as_deref(), &limits, claim).await?;
             Ok((conn, polled))
         })
         .await?;
@@ -262,7 +267,7 @@ pub struct AcknowledgeJobOutput {
 pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<AcknowledgeJobOutput, ApiError> {
     let mut conn = cx.db().acquire().await?;
     let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: job.job_id, nonce: nonce.to_owned() };
-    if jobs::acknowledge(&mut conn, &[ack], None, cx.app.config.job_timeout).await?[0] {
+    if jobs::acknowledge(&mut conn, &[ack], None).await?[0] {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
     let now = jobs::get(&mut conn, &cx.account_id, job.job_id).await?.ok_or_else(|| job_not_found(&job.job_id.to_string()))?;
@@ -280,9 +285,8 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // the caller what is wrong.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
     let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: uuid, nonce: input.nonce.clone() };
-    let timeout = cx.app.config.job_timeout;
     let acknowledged = shared(&cx, &cx.app.job_lanes.acks, (), ack, 1, move |mut conn, (), acks| async move {
-        let done = jobs::acknowledge(&mut conn, &acks, Some("Custom"), timeout).await?;
+        let done = jobs::acknowledge(&mut conn, &acks, Some("Custom")).await?;
         Ok((conn, done))
     })
     .await?;

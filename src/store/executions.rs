@@ -869,7 +869,7 @@ pub async fn overdue_actions(
 ) -> Result<Vec<(String, String, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "select account_id, pipeline_name, action_execution_id from action_execution \
-         where status = 'InProgress' and timeout_at < $1 and action_execution_id <> all($3) order by timeout_at limit $2",
+         where waiting and timeout_at < $1 and action_execution_id <> all($3) order by timeout_at limit $2",
     )
     .bind(now)
     .bind(limit)

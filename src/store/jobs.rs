@@ -104,21 +104,24 @@ macro_rules! queue_of_type {
 
 /// The statement of [`poll`]: $1 account, $2–$5 action type id, $6 queryParam
 /// key, $7 its value, $8 maxBatchSize, $9 commit without waiting for the WAL
-/// flush. Public for the benchmark's EXPLAIN.
+/// flush, $10 the default job timeout in seconds. Public for the benchmark's
+/// EXPLAIN.
 pub const POLL: &str = concat!(
     "with t as ( \
-            select queryable, case when $9 then set_config('synchronous_commit', 'off', true) end \
+            select queryable, case when $9 then set_config('synchronous_commit', 'off', true) end, \
+                coalesce((declaration #>> '{executor,jobTimeout}')::double precision, $10) as timeout \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          picked as ( \
             select job_id from job \
             where ",
     queue_of_type!(),
-    " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+    " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and phase = 'queued' \
               and exists (select 1 from t where queryable = coalesce($6, '')) and ($7::text is null or query_value = $7) \
             order by seq limit $8 for update skip locked), \
          claimed as ( \
-            update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
+            update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now(), \
+                timeout_at = now() + make_interval(secs => (select timeout from t)) \
             from picked where job.job_id = picked.job_id \
             returning job.seq, job.job_id, job.nonce, job.data, job.alone) \
          select (select queryable from t), \
@@ -126,16 +129,26 @@ pub const POLL: &str = concat!(
                                            order by seq) from claimed), '[]')"
 );
 
+/// How claims are made, from the server's configuration.
+#[derive(Clone, Copy)]
+pub struct Claim {
+    /// Commit without waiting for the WAL flush (`--async-claim-commit`):
+    /// `set_config(…, true)` lasts until the end of the claim's own
+    /// transaction, so nothing else on the connection is affected.
+    pub async_commit: bool,
+    /// How long a claimed job may take, unless its type's
+    /// `executor.jobTimeout` (integrator model, UpdateActionType) says. It
+    /// counts from the claim rather than from the acknowledgement, which
+    /// then changes only the job's status (migration 0027).
+    pub job_timeout: std::time::Duration,
+}
+
 /// Claims up to `limit` queued jobs of one action type in a single
 /// statement (rows locked by a concurrent claim are skipped, not waited
 /// for), the same statement that reads the action type. Jobs are
 /// claimed only if the type is live and `query_key` (the one queryParam
 /// key, None for none) is its queryable property (None when it has none):
 /// the caller then only explains, from the type, why nothing was claimed.
-/// With `async_commit` (`--async-claim-commit`) the claim commits without
-/// waiting for the WAL flush: `set_config(…, true)` lasts until the end of
-/// the statement's own transaction, so nothing else on the connection is
-/// affected.
 pub async fn poll(
     conn: &mut PgConnection,
     account_id: &str,
@@ -143,7 +156,7 @@ pub async fn poll(
     query_key: Option<&str>,
     query_value: Option<&str>,
     limit: i64,
-    async_commit: bool,
+    claim: Claim,
 ) -> Result<Poll, sqlx::Error> {
     let (queryable, jobs): (Option<String>, sqlx::types::Json<Vec<ClaimedJob>>) = sqlx::query_as(POLL)
         .bind(account_id)
@@ -154,7 +167,8 @@ pub async fn poll(
         .bind(query_key)
         .bind(query_value)
         .bind(limit)
-        .bind(async_commit)
+        .bind(claim.async_commit)
+        .bind(claim.job_timeout.as_secs_f64())
         .fetch_one(conn)
         .await?;
     Ok(Poll { queryable, jobs: jobs.0 })
@@ -170,9 +184,9 @@ pub async fn poll_shared(
     query_key: Option<&str>,
     query_value: Option<&str>,
     limits: &[i64],
-    async_commit: bool,
+    claim: Claim,
 ) -> Result<Vec<Poll>, sqlx::Error> {
-    let Poll { queryable, jobs } = poll(conn, account_id, type_id, query_key, query_value, limits.iter().sum(), async_commit).await?;
+    let Poll { queryable, jobs } = poll(conn, account_id, type_id, query_key, query_value, limits.iter().sum(), claim).await?;
     let mut jobs = jobs.into_iter();
     Ok(limits.iter().map(|&n| Poll { queryable: queryable.clone(), jobs: jobs.by_ref().take(n.max(0) as usize).collect() }).collect())
 }
@@ -196,11 +210,12 @@ pub async fn poll_third_party(
     account_id: &str,
     type_id: &ActionTypeId,
     limit: i64,
-    async_commit: bool,
+    claim: Claim,
 ) -> Result<ThirdPartyPoll, sqlx::Error> {
     let (type_live, client_id, jobs): (bool, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(concat!(
         "with t as ( \
-            select case when $7 then set_config('synchronous_commit', 'off', true) end \
+            select case when $7 then set_config('synchronous_commit', 'off', true) end, \
+                coalesce((declaration #>> '{executor,jobTimeout}')::double precision, $8) as timeout \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          c as ( \
@@ -209,11 +224,12 @@ pub async fn poll_third_party(
             select job_id from job \
             where ",
         queue_of_type!(),
-        " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+        " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and phase = 'queued' \
               and exists (select 1 from t) and exists (select 1 from c) \
             order by seq limit $6 for update skip locked), \
          claimed as ( \
-            update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now() \
+            update job set status = 'Dispatched', nonce = gen_random_uuid()::text, dispatched_at = now(), updated_at = now(), \
+                timeout_at = now() + make_interval(secs => (select timeout from t)) \
             from picked where job.job_id = picked.job_id \
             returning job.seq, job.job_id) \
          select exists (select 1 from t), (select client_id from c), \
@@ -225,7 +241,8 @@ pub async fn poll_third_party(
     .bind(&type_id.provider)
     .bind(&type_id.version)
     .bind(limit)
-    .bind(async_commit)
+    .bind(claim.async_commit)
+    .bind(claim.job_timeout.as_secs_f64())
     .fetch_one(conn)
     .await?;
     Ok(ThirdPartyPoll { type_live, client_id, jobs })
@@ -545,30 +562,19 @@ pub struct Ack {
 /// Dispatched → InProgress for the holder of the nonce, on jobs of `owner`
 /// (None: any), several in one statement (`store::batch`), each checked
 /// against its own account: whether each was acknowledged, in their order.
-/// A job then times out after its type's `executor.jobTimeout` (integrator
-/// model, UpdateActionType) or else after `default_timeout`.
-pub async fn acknowledge(
-    conn: &mut PgConnection,
-    acks: &[Ack],
-    owner: Option<&str>,
-    default_timeout: std::time::Duration,
-) -> Result<Vec<bool>, sqlx::Error> {
+/// The job's deadline was set when it was claimed ([`POLL`]): changing only
+/// its status lets PostgreSQL update the row in place (migration 0027).
+pub async fn acknowledge(conn: &mut PgConnection, acks: &[Ack], owner: Option<&str>) -> Result<Vec<bool>, sqlx::Error> {
     let done: Vec<i64> = sqlx::query_scalar(
-        "update job set status = 'InProgress', updated_at = now(), \
-            timeout_at = $4 + make_interval(secs => coalesce( \
-                (select (t.declaration #>> '{executor,jobTimeout}')::double precision from action_type t \
-                 where t.account_id = job.account_id and t.owner = job.owner and t.category = job.category \
-                   and t.provider = job.provider and t.version = job.version), $5)) \
+        "update job set status = 'InProgress', updated_at = now() \
          from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as a(job_id, account_id, nonce, i) \
-         where job.job_id = a.job_id and job.account_id = a.account_id and ($6::text is null or job.owner = $6) \
+         where job.job_id = a.job_id and job.account_id = a.account_id and ($4::text is null or job.owner = $4) \
            and job.nonce = a.nonce and job.status = 'Dispatched' \
          returning a.i",
     )
     .bind(acks.iter().map(|a| a.job_id).collect::<Vec<_>>())
     .bind(acks.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>())
     .bind(acks.iter().map(|a| a.nonce.as_str()).collect::<Vec<_>>())
-    .bind(Utc::now())
-    .bind(default_timeout.as_secs_f64())
     .bind(owner)
     .fetch_all(conn)
     .await?;
@@ -617,7 +623,7 @@ pub async fn fail_jobs_of(conn: &mut PgConnection, account_id: &str, action_exec
 /// the old nonce stops working because the next claim issues a new one.
 pub async fn requeue_unacknowledged(conn: &mut PgConnection, older_than: DateTime<Utc>, limit: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
-        "with stale as (select job_id from job where status = 'Dispatched' and dispatched_at < $1 \
+        "with stale as (select job_id from job where phase = 'claimed' and status = 'Dispatched' and dispatched_at < $1 \
                         order by dispatched_at limit $2 for update skip locked) \
          update job set status = 'Queued', nonce = null, dispatched_at = null, updated_at = now() \
          from stale where job.job_id = stale.job_id",
@@ -639,7 +645,7 @@ pub async fn overdue(
 ) -> Result<Vec<(String, String, Uuid, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "select account_id, pipeline_name, job_id, action_execution_id from job \
-         where status = 'InProgress' and timeout_at < $1 and job_id <> all($3) order by timeout_at limit $2",
+         where phase = 'claimed' and status = 'InProgress' and timeout_at < $1 and job_id <> all($3) order by timeout_at limit $2",
     )
     .bind(now)
     .bind(limit)
@@ -655,7 +661,7 @@ pub async fn queued_of_type(conn: &mut PgConnection, account_id: &str, type_id: 
         "select pipeline_name, action_execution_id from job \
          where ",
         queue_of_type!(),
-        " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and status = 'Queued' \
+        " account_id = $1 and owner = $2 and category = $3 and provider = $4 and version = $5 and phase = 'queued' \
          order by pipeline_name, seq"
     ))
     .bind(account_id)
@@ -689,7 +695,7 @@ pub async fn queued_of_deleted_types(
             where hashtextextended(account_id || '/' || owner || '/' || category || '/' || provider || '/' || version, 0) \
                 = hashtextextended(t.account_id || '/' || t.owner || '/' || t.category || '/' || t.provider || '/' || t.version, 0) \
               and account_id = t.account_id and owner = t.owner and category = t.category and provider = t.provider \
-              and version = t.version and status = 'Queued' and action_execution_id <> all($3) \
+              and version = t.version and phase = 'queued' and action_execution_id <> all($3) \
             order by seq limit $2) j \
          order by t.deleted_at desc, j.seq limit $2",
     )

@@ -376,7 +376,8 @@ async fn an_asynchronous_claim_commit_ends_with_the_claim() {
     let setting = "select current_setting('synchronous_commit')";
     let mut conn = server.pool.acquire().await.unwrap();
     let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
-    let polled = millrace::store::jobs::poll(&mut tx, &account.account_id, &worker, None, None, 1, true).await.unwrap();
+    let claim = millrace::store::jobs::Claim { async_commit: true, job_timeout: std::time::Duration::from_secs(60) };
+    let polled = millrace::store::jobs::poll(&mut tx, &account.account_id, &worker, None, None, 1, claim).await.unwrap();
     assert_eq!(polled.jobs.len(), 1, "the claim ran");
     let (inside,): (String,) = sqlx::query_as(setting).fetch_one(&mut *tx).await.unwrap();
     assert_eq!(inside, "off", "the claim's transaction does not wait for the flush");
