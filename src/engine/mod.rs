@@ -39,7 +39,7 @@ use crate::pipeline::action_types::{self, ActionType};
 use crate::pipeline::{ActionDeclaration, ActionTypeId, PipelineDeclaration, StageDeclaration};
 use crate::protocol::error::{ApiError, ErrorCode};
 use crate::store::action_types as type_store;
-use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpdate, ExecutionRow, Move, NewAction, NewExecution};
+use crate::store::executions::{self as store, ActionRow, ActionState, ActionUpdate, Carried, ExecutionRow, Move, NewAction, NewExecution};
 use crate::store::jobs::{self, NewJob};
 use crate::store::pipelines;
 use crate::store::rule_executions::{self, NewRuleExecution};
@@ -169,13 +169,22 @@ pub async fn start_execution(conn: &mut PgConnection, scope: Scope<'_>, version:
         rollback: None,
         enter: enters.then_some(decl.stages[0].name.as_str()),
     };
-    let Some(row) = store::insert_execution(conn, scope.account_id, scope.pipeline, &new).await? else {
+    // The types its jobs will need are read as it is inserted.
+    let mut types: Vec<ActionTypeId> =
+        decl.stages.iter().flat_map(|s| &s.actions).map(|a| a.action_type_id.clone()).filter(runs_as_job).collect();
+    types.sort();
+    types.dedup();
+    let Some((row, live)) = store::insert_execution(conn, scope.account_id, scope.pipeline, &new, &types).await? else {
         // The token was used before: that call's execution is the answer.
         let token = start.client_request_token.unwrap_or_default();
         return store::execution_by_token(conn, scope.account_id, scope.pipeline, token)
             .await?
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("client request token conflict without an execution")));
     };
+    for id in types {
+        let t = live.iter().find(|t| t.id == id).cloned();
+        seen.types.insert(id, t);
+    }
     // Just inserted: no action of its first stage has started.
     seen.fresh.insert(row.execution_id, Vec::new());
     let first = Pending { id: row.execution_id, stage: enters.then(Vec::new), row: Some(row) };
@@ -220,8 +229,9 @@ async fn insert_rollback(
         rollback: Some((target.execution_id, stage_index)),
         enter: None,
     };
-    store::insert_execution(conn, scope.account_id, scope.pipeline, &new)
+    store::insert_execution(conn, scope.account_id, scope.pipeline, &new, &[])
         .await?
+        .map(|(row, _)| row)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a rollback has no client request token to conflict on")))
 }
 
@@ -258,6 +268,21 @@ struct Seen {
     /// wrote them: they had none before, so reading them back would give
     /// the same rows.
     fresh: HashMap<Uuid, Vec<ActionRow>>,
+    deferred: Option<Deferred>,
+}
+
+/// Writes decided for an execution this advance inserted, held back to go
+/// with its next statement (two round trips fewer per start of a pipeline
+/// whose source actions have revisions): actions that ended as they
+/// started, and a PARALLEL execution's move into its next stage. Nothing
+/// reads them back before: the engine knows such an execution's actions
+/// (`Seen::fresh`) and row, and [`Seen::flush`]es before any other step.
+struct Deferred {
+    /// The execution's row as the deferred moves left it.
+    execution: ExecutionRow,
+    /// Stage records to write (stage, status), when it moved.
+    stages: Vec<(String, &'static str)>,
+    actions: Vec<NewAction>,
 }
 
 impl Seen {
@@ -282,6 +307,48 @@ impl Seen {
         let disabled = self.disabled(conn, scope).await?;
         Ok(disabled.contains(&(decl.stages[i].name.clone(), "Inbound".into()))
             || (i > 0 && disabled.contains(&(decl.stages[i - 1].name.clone(), "Outbound".into()))))
+    }
+
+    /// Holds back actions of fresh execution `e` that ended as they started.
+    fn defer_actions(&mut self, e: &ExecutionRow, actions: Vec<NewAction>) {
+        self.wrote(e.execution_id, actions.iter().map(NewAction::to_row).collect());
+        let d = self.deferred.get_or_insert_with(|| Deferred { execution: e.clone(), stages: Vec::new(), actions: Vec::new() });
+        d.actions.extend(actions);
+    }
+
+    /// Holds back a move of a fresh execution: `row` is where it leaves it.
+    fn defer_move(&mut self, row: &ExecutionRow, stages: [(String, &'static str); 2]) {
+        let d = self.deferred.get_or_insert_with(|| Deferred { execution: row.clone(), stages: Vec::new(), actions: Vec::new() });
+        d.execution = row.clone();
+        for (stage, status) in stages {
+            d.stages.retain(|s| s.0 != stage);
+            d.stages.push((stage, status));
+        }
+    }
+
+    /// Writes what is held back with `actions` and `jobs`, in one
+    /// statement. They are of the same execution: [`run_with`] flushes
+    /// before it steps another.
+    async fn write(&mut self, conn: &mut PgConnection, scope: Scope<'_>, actions: Vec<NewAction>, jobs: &[NewJob<'_>]) -> Result<(), ApiError> {
+        let (mut all, moved) = match self.deferred.take() {
+            Some(d) => (d.actions, Some((d.stages, d.execution))),
+            None => (Vec::new(), None),
+        };
+        all.extend(actions);
+        let carried = moved.as_ref().filter(|(stages, _)| !stages.is_empty()).map(|(stages, execution)| Carried { stages, execution });
+        let rows = store::insert_actions(conn, scope.account_id, scope.pipeline, &all, jobs, carried).await?;
+        if let Some(first) = rows.first() {
+            self.wrote(first.execution_id, rows);
+        }
+        Ok(())
+    }
+
+    /// Writes what is held back, if anything.
+    async fn flush(&mut self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<(), ApiError> {
+        if self.deferred.is_some() {
+            self.write(conn, scope, Vec::new(), &[]).await?;
+        }
+        Ok(())
     }
 
     /// Records actions written for execution `id`, if it is fresh.
@@ -343,6 +410,8 @@ async fn run_with(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<
     // that would loop forever.
     let mut budget = 100_000;
     while let Some(Pending { id, row: mut known, stage: mut known_stage }) = work.pop_front() {
+        // What is held back is another execution's.
+        seen.flush(conn, scope).await?;
         loop {
             budget -= 1;
             if budget == 0 {
@@ -360,7 +429,10 @@ async fn run_with(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<
             }
             let decl = seen.declaration(conn, scope, e.pipeline_version).await?;
             let step = match e.stage_phase.as_str() {
-                "Waiting" => try_enter(conn, scope, &e, &decl, &mut seen).await?,
+                "Waiting" => {
+                    seen.flush(conn, scope).await?;
+                    try_enter(conn, scope, &e, &decl, &mut seen).await?
+                }
                 "Running" => step_stage(conn, scope, &e, &decl, &mut seen, known_stage.take()).await?,
                 _ => Step::Idle,
             };
@@ -388,7 +460,7 @@ async fn run_with(conn: &mut PgConnection, scope: Scope<'_>, mut work: VecDeque<
             }
         }
     }
-    Ok(())
+    seen.flush(conn, scope).await
 }
 
 async fn try_enter(
@@ -492,9 +564,17 @@ async fn step_stage(
     let stage = &decl.stages[i];
     let rows = match known.filter(|k| k.iter().all(|a| a.stage_name == stage.name)) {
         Some(rows) => rows,
-        None => store::stage_actions(conn, account, pipeline, e.execution_id, &stage.name).await?,
+        None => {
+            seen.flush(conn, scope).await?;
+            store::stage_actions(conn, account, pipeline, e.execution_id, &stage.name).await?
+        }
     };
     let in_progress = rows.iter().any(|r| r.status == "InProgress");
+    // Writes stay held back only while the stage runs on as planned.
+    let failed = rows.iter().any(|r| r.status == "Failed" || r.status == "Abandoned");
+    if e.status != "InProgress" || e.checking.is_some() || failed {
+        seen.flush(conn, scope).await?;
+    }
     if e.status == "Stopping" {
         if in_progress {
             return Ok(Step::Idle);
@@ -563,12 +643,18 @@ async fn step_stage(
         for action in stage.actions.iter().filter(|a| a.run_order() == order && !started.contains(&a.name)) {
             now.push(start_action(conn, scope, e, decl, stage, action, seen, &everything, &mut starts).await?);
         }
-        let written = starts.write(conn, scope).await?;
-        seen.wrote(e.execution_id, written);
+        if seen.fresh.contains_key(&e.execution_id) && starts.ended_well() {
+            seen.defer_actions(e, starts.actions);
+        } else {
+            seen.write(conn, scope, starts.actions, &starts.jobs).await?;
+        }
         // An action that now waits for a worker or an approver keeps the
         // stage where it is; actions that ended at once let it go on.
         let waits = now.iter().any(|a| a.status == "InProgress");
         return Ok(if waits { Step::Idle } else { Step::Moved(e.clone(), Some(now)) });
+    }
+    if conditions::any(stage.on_success.as_ref()) {
+        seen.flush(conn, scope).await?;
     }
     match check(conn, scope, e, decl, stage, "ON_SUCCESS").await? {
         Decision::Unmet(unmet) => {
@@ -593,6 +679,11 @@ async fn step_stage(
         // Nothing else decides when a PARALLEL execution enters a stage:
         // leave this one and enter the next in one statement.
         let next = &decl.stages[i + 1];
+        if seen.fresh.contains_key(&e.execution_id) {
+            let entered = ExecutionRow { stage_index: e.stage_index + 1, stage_phase: "Running".into(), updated_at: Utc::now(), ..e.clone() };
+            seen.defer_move(&entered, [(stage.name.clone(), "Succeeded"), (next.name.clone(), "InProgress")]);
+            return Ok(Step::Moved(entered, Some(Vec::new())));
+        }
         let enter = Move {
             stage: Some((&stage.name, "Succeeded")),
             enter: Some(&next.name),
@@ -603,6 +694,7 @@ async fn step_stage(
     } else {
         Move { stage: Some((&stage.name, "Succeeded")), position: Some((e.stage_index + 1, "Waiting")), ..Default::default() }
     };
+    seen.flush(conn, scope).await?;
     Ok(Step::Left(e.stage_index, store::move_execution(conn, account, pipeline, e.execution_id, &done).await?))
 }
 
@@ -659,6 +751,11 @@ async fn fail_stage(
         }
     }
     Ok(Step::Left(e.stage_index, row))
+}
+
+/// Whether actions of this type run as jobs that workers poll for.
+fn runs_as_job(id: &ActionTypeId) -> bool {
+    (id.owner == "Custom" || id.owner == "ThirdParty") && action_types::find_builtin(id).is_none()
 }
 
 /// Where an artifact of this execution lives in the artifact store.
@@ -720,16 +817,16 @@ fn resolve(value: &str, vars: &HashMap<String, String>) -> Result<String, String
 /// What starting a runOrder group writes, in one statement.
 #[derive(Default)]
 struct Starts<'a> {
-    actions: Vec<NewAction<'a>>,
+    actions: Vec<NewAction>,
     jobs: Vec<NewJob<'a>>,
 }
 
 impl<'a> Starts<'a> {
     /// Adds an action (and where it stands now).
-    fn action(&mut self, new: NewAction<'a>) -> ActionState {
+    fn action(&mut self, new: NewAction) -> ActionState {
         let state = ActionState {
-            stage_name: new.stage_name.to_owned(),
-            action_name: new.action_name.to_owned(),
+            stage_name: new.stage_name.clone(),
+            action_name: new.action_name.clone(),
             status: new.status.to_owned(),
             error_message: new.error.as_ref().map(|e| e.1.clone()),
         };
@@ -738,14 +835,16 @@ impl<'a> Starts<'a> {
     }
 
     /// Adds an action that fails as it starts.
-    fn failed(&mut self, mut new: NewAction<'a>, code: &'a str, message: String) -> ActionState {
+    fn failed(&mut self, mut new: NewAction, code: &'static str, message: String) -> ActionState {
         new.status = "Failed";
         new.error = Some((code, message));
         self.action(new)
     }
 
-    async fn write(&self, conn: &mut PgConnection, scope: Scope<'_>) -> Result<Vec<ActionRow>, ApiError> {
-        Ok(store::insert_actions(conn, scope.account_id, scope.pipeline, &self.actions, &self.jobs).await?)
+    /// Whether every action it starts has already succeeded (a source
+    /// action with a known revision): nothing waits for a worker.
+    fn ended_well(&self) -> bool {
+        self.jobs.is_empty() && self.actions.iter().all(|a| a.status == "Succeeded")
     }
 }
 
@@ -918,8 +1017,8 @@ async fn start_action<'a>(
         action_execution_id,
         execution_id: e.execution_id,
         pipeline_version: e.pipeline_version,
-        stage_name: &stage.name,
-        action_name: &action.name,
+        stage_name: stage.name.clone(),
+        action_name: action.name.clone(),
         run_order: action.run_order(),
         status: "InProgress",
         input,
@@ -961,8 +1060,7 @@ async fn start_action<'a>(
         new.timeout_at = Some(Utc::now() + Duration::minutes(minutes));
         return Ok(starts.action(new));
     }
-    let runs_as_job = (id.owner == "Custom" || id.owner == "ThirdParty") && action_types::find_builtin(id).is_none();
-    if !runs_as_job {
+    if !runs_as_job(id) {
         let message = if id.category == "Source" {
             format!("No revision is known for source action '{}': record one with PutActionRevision or a webhook", action.name)
         } else {

@@ -17,6 +17,8 @@ use serde_json::Value;
 use sqlx::{Connection, FromRow, PgConnection};
 use uuid::Uuid;
 
+use crate::pipeline::ActionTypeId;
+use crate::pipeline::action_types::ActionType;
 use crate::store::jobs::NewJob;
 
 /// A pipeline whose row this transaction has locked.
@@ -121,13 +123,23 @@ pub struct NewExecution<'a> {
 }
 
 /// Inserts an execution; None when its client request token was used before.
+/// The same statement reads the account's live action types among `types`
+/// (those the execution's actions will need), answered with the row.
 pub async fn insert_execution(
     conn: &mut PgConnection,
     account_id: &str,
     pipeline: &str,
     e: &NewExecution<'_>,
-) -> Result<Option<ExecutionRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    types: &[ActionTypeId],
+) -> Result<Option<(ExecutionRow, Vec<ActionType>)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        execution: ExecutionRow,
+        types: sqlx::types::Json<Vec<ActionType>>,
+    }
+    let type_part = |f: fn(&ActionTypeId) -> &str| types.iter().map(f).collect::<Vec<_>>();
+    let row: Option<Row> = sqlx::query_as(&format!(
         "with e as ( \
             insert into pipeline_execution (account_id, pipeline_name, execution_id, pipeline_version, status, execution_mode, \
             trigger_type, trigger_detail, variables, source_overrides, client_request_token, execution_type, rollback_target, stage_index, \
@@ -137,7 +149,11 @@ pub async fn insert_execution(
          stage as ( \
             insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) \
             select $1, $2, e.execution_id, $14, 'InProgress' from e where $14::text is not null) \
-         select {EXECUTION_COLUMNS} from e"
+         select {EXECUTION_COLUMNS}, \
+            (select coalesce(jsonb_agg(definition), '[]') from action_type where account_id = $1 and deleted_at is null \
+                and (owner, category, provider, version) in \
+                    (select * from unnest($15::text[], $16::text[], $17::text[], $18::text[]))) as types \
+         from e"
     ))
     .bind(account_id)
     .bind(pipeline)
@@ -153,8 +169,13 @@ pub async fn insert_execution(
     .bind(e.rollback.map(|r| r.0))
     .bind(e.rollback.map(|r| r.1).unwrap_or(0))
     .bind(e.enter)
+    .bind(type_part(|t| &t.owner))
+    .bind(type_part(|t| &t.category))
+    .bind(type_part(|t| &t.provider))
+    .bind(type_part(|t| &t.version))
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|r| (r.execution, r.types.0)))
 }
 
 pub async fn execution_by_token(
@@ -463,14 +484,14 @@ const ACTION_COLUMNS: &str = "seq, action_execution_id, execution_id, pipeline_v
      external_execution_id, external_execution_url, percent_complete, error_code, error_message, approval_token, updated_by, \
      revision, input, output, started_at, updated_at";
 
-pub struct NewAction<'a> {
+pub struct NewAction {
     pub action_execution_id: Uuid,
     pub execution_id: Uuid,
     pub pipeline_version: i32,
-    pub stage_name: &'a str,
-    pub action_name: &'a str,
+    pub stage_name: String,
+    pub action_name: String,
     pub run_order: i32,
-    pub status: &'a str,
+    pub status: &'static str,
     pub input: Value,
     pub output: Value,
     pub approval_token: Option<Uuid>,
@@ -478,27 +499,98 @@ pub struct NewAction<'a> {
     /// The source revision a source action succeeded with at once.
     pub revision: Option<Value>,
     /// Why an action that could not start failed: (code, message).
-    pub error: Option<(&'a str, String)>,
+    pub error: Option<(&'static str, String)>,
 }
 
-/// Inserts the current attempts of actions (of one execution's stage) and
-/// the jobs that run them in one statement; earlier attempts of the same
-/// actions become history. Answers the rows as inserted.
+impl NewAction {
+    /// The row as [`insert_actions`] will write it, for the engine to work
+    /// with before it does (the times are the engine's, not the database's).
+    pub fn to_row(&self) -> ActionRow {
+        let now = Utc::now();
+        ActionRow {
+            seq: 0,
+            action_execution_id: self.action_execution_id,
+            execution_id: self.execution_id,
+            pipeline_version: self.pipeline_version,
+            stage_name: self.stage_name.clone(),
+            action_name: self.action_name.clone(),
+            run_order: self.run_order,
+            status: self.status.to_owned(),
+            summary: None,
+            external_execution_id: None,
+            external_execution_url: None,
+            percent_complete: None,
+            error_code: self.error.as_ref().map(|e| e.0.to_owned()),
+            error_message: self.error.as_ref().map(|e| e.1.clone()),
+            approval_token: self.approval_token,
+            updated_by: None,
+            revision: self.revision.clone(),
+            input: self.input.clone(),
+            output: self.output.clone(),
+            started_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Moves of one execution made in memory, written with the next actions
+/// ([`insert_actions`]): the stage records (stage, status) and the
+/// execution's row as they left it.
+pub struct Carried<'a> {
+    pub stages: &'a [(String, &'static str)],
+    pub execution: &'a ExecutionRow,
+}
+
+/// Inserts the current attempts of actions (of one execution) and the jobs
+/// that run them in one statement, with the moves `carried` of that
+/// execution if any; earlier attempts of the same actions become history.
+/// Answers the actions' rows as inserted.
 pub async fn insert_actions(
     conn: &mut PgConnection,
     account_id: &str,
     pipeline: &str,
-    actions: &[NewAction<'_>],
+    actions: &[NewAction],
     jobs: &[NewJob<'_>],
+    carried: Option<Carried<'_>>,
 ) -> Result<Vec<ActionRow>, sqlx::Error> {
-    if actions.is_empty() {
+    if actions.is_empty() && carried.is_none() {
         return Ok(Vec::new());
     }
-    let column = |f: fn(&NewAction<'_>) -> String| actions.iter().map(f).collect::<Vec<_>>();
-    // The jobs go in the same statement (parameters from $17 on), when there are any.
-    let with_jobs = if jobs.is_empty() { String::new() } else { format!("queued as ({}), ", crate::store::jobs::insert_statement(17)) };
+    let column = |f: fn(&NewAction) -> String| actions.iter().map(f).collect::<Vec<_>>();
+    // The jobs go in the same statement (parameters from $17 on), when
+    // there are any; then the moves (parameters after the jobs').
+    let mut next = 17;
+    let with_jobs = if jobs.is_empty() {
+        String::new()
+    } else {
+        next += crate::store::jobs::NEW_PARAMETERS;
+        format!("queued as ({}), ", crate::store::jobs::insert_statement(17))
+    };
+    let with_moves = if carried.is_none() {
+        String::new()
+    } else {
+        let p = |i: usize| format!("${}", next + i);
+        format!(
+            "staged as (insert into stage_execution (account_id, pipeline_name, execution_id, stage_name, status) \
+                select $1, $2, {e}, s.name, s.status from unnest({names}::text[], {statuses}::text[]) s(name, status) \
+                on conflict (account_id, pipeline_name, execution_id, stage_name) \
+                do update set status = excluded.status, updated_at = now()), \
+             moved as (update pipeline_execution set status = {status}, status_summary = {summary}, stage_index = {index}, \
+                stage_phase = {phase}, checking = {checking}, check_due = {due}, updated_at = now() \
+                where account_id = $1 and pipeline_name = $2 and execution_id = {e}), ",
+            e = p(0),
+            names = p(1),
+            statuses = p(2),
+            status = p(3),
+            summary = p(4),
+            index = p(5),
+            phase = p(6),
+            checking = p(7),
+            due = p(8),
+        )
+    };
     let statement = format!(
-        "with {with_jobs}new as (select * from unnest($3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], \
+        "with {with_jobs}{with_moves}new as (select * from unnest($3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], \
                 $10::jsonb[], $11::jsonb[], $12::uuid[], $13::timestamptz[], $14::jsonb[], $15::text[], $16::text[]) \
             as n(execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, output, \
                  approval_token, timeout_at, revision, error_code, error_message)), \
@@ -528,6 +620,19 @@ pub async fn insert_actions(
         .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0.to_owned())).collect::<Vec<_>>())
         .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.clone())).collect::<Vec<_>>());
     let query = if jobs.is_empty() { query } else { crate::store::jobs::bind_new(query, jobs) };
+    let query = match carried {
+        None => query,
+        Some(c) => query
+            .bind(c.execution.execution_id)
+            .bind(c.stages.iter().map(|s| s.0.as_str()).collect::<Vec<_>>())
+            .bind(c.stages.iter().map(|s| s.1).collect::<Vec<_>>())
+            .bind(&c.execution.status)
+            .bind(&c.execution.status_summary)
+            .bind(c.execution.stage_index)
+            .bind(&c.execution.stage_phase)
+            .bind(&c.execution.checking)
+            .bind(c.execution.check_due),
+    };
     query.fetch_all(conn).await?.iter().map(ActionRow::from_row).collect()
 }
 

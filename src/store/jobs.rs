@@ -55,6 +55,9 @@ pub fn insert_statement(first: usize) -> String {
     )
 }
 
+/// How many parameters [`bind_new`] binds.
+pub const NEW_PARAMETERS: usize = 11;
+
 /// Binds the arrays [`insert_statement`] reads, in its order.
 pub fn bind_new<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,

@@ -1116,6 +1116,55 @@ async fn a_started_execution_waits_at_a_transition_disabled_before_it_started() 
     assert_eq!(execution_of(&client, &held).await.status(), Some(&PipelineExecutionStatus::Succeeded));
 }
 
+/// A PARALLEL start whose source action has a revision writes the
+/// source's success, the move into the next stage and that stage's jobs in
+/// one statement: every read shows each step as if it had been written
+/// alone, and the stages after it run as usual.
+#[tokio::test]
+async fn a_parallel_start_past_its_source_shows_every_step_it_took() {
+    let server = TestServer::start().await;
+    let client = server.client(&server.account("a").await);
+    let stages = vec![("Work", vec![work_action("A", "blue")]), ("Ship", vec![work_action("B", "blue")])];
+    create_past_source(&client, source_then("p", ExecutionMode::Parallel, stages)).await;
+    assert_eq!(finish_work(&client, &[]).await, ["A"]);
+    assert_eq!(finish_work(&client, &[]).await, ["B"]);
+
+    let id = start_many(&client, "p", 1).await.remove(0);
+    let state = client.get_pipeline_state().name("p").send().await.unwrap();
+    let latest = |i: usize| state.stage_states()[i].latest_execution().cloned().unwrap();
+    assert_eq!(latest(0).pipeline_execution_id(), id);
+    assert_eq!(latest(0).status(), &StageExecutionStatus::Succeeded);
+    assert_eq!(latest(1).pipeline_execution_id(), id);
+    assert_eq!(latest(1).status(), &StageExecutionStatus::InProgress);
+    let source = state.stage_states()[0].action_states()[0].latest_execution().unwrap();
+    assert_eq!(source.status(), Some(&ActionExecutionStatus::Succeeded));
+    let execution = execution_of(&client, &id).await;
+    assert_eq!(execution.artifact_revisions()[0].revision_id(), Some("rev-0"));
+    let filter = ActionExecutionFilter::builder().pipeline_execution_id(&id).build();
+    let actions = client.list_action_executions().pipeline_name("p").filter(filter).send().await.unwrap();
+    let status_of = |name: &str| {
+        let a = actions.action_execution_details().iter().find(|a| a.action_name() == Some(name)).unwrap();
+        a.status().cloned()
+    };
+    assert_eq!(status_of("Checkout"), Some(ActionExecutionStatus::Succeeded));
+    let checkout = actions.action_execution_details().iter().find(|a| a.action_name() == Some("Checkout")).unwrap();
+    let result = checkout.output().unwrap().execution_result().unwrap();
+    assert_eq!(result.external_execution_id(), Some("rev-0"));
+    assert_eq!(status_of("A"), Some(ActionExecutionStatus::InProgress));
+    assert!(actions.action_execution_details().iter().all(|a| a.action_name() != Some("B")), "Ship has not started");
+
+    let polled = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap();
+    let job = &polled.jobs()[0];
+    let input = &job.data().unwrap().input_artifacts()[0];
+    assert_eq!(input.revision(), Some("rev-0"), "the job's input is the source's revision");
+    assert_eq!(job.data().unwrap().pipeline_context().unwrap().pipeline_execution_id(), Some(id.as_str()));
+    client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
+    client.put_job_success_result().job_id(job.id().unwrap()).send().await.unwrap();
+    assert_eq!(finish_work(&client, &[]).await, ["B"]);
+    assert_eq!(execution_of(&client, &id).await.status(), Some(&PipelineExecutionStatus::Succeeded));
+    assert_known_states(&server.pool).await;
+}
+
 /// A start that waits for the pipeline's lock behind a
 /// DisableStageTransition sees that transition disabled once it gets the
 /// lock, though its statement began before the disable committed.
