@@ -336,9 +336,11 @@ impl Seen {
         };
         all.extend(actions);
         let carried = moved.as_ref().filter(|(stages, _)| !stages.is_empty()).map(|(stages, execution)| Carried { stages, execution });
-        let rows = store::insert_actions(conn, scope.account_id, scope.pipeline, &all, jobs, carried).await?;
-        if let Some(first) = rows.first() {
-            self.wrote(first.execution_id, rows);
+        store::insert_actions(conn, scope.account_id, scope.pipeline, &all, jobs, carried).await?;
+        if let Some(first) = all.first()
+            && self.fresh.contains_key(&first.execution_id)
+        {
+            self.wrote(first.execution_id, all.iter().map(NewAction::to_row).collect());
         }
         Ok(())
     }

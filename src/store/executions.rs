@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{Connection, FromRow, PgConnection};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::pipeline::ActionTypeId;
@@ -503,8 +503,8 @@ pub struct NewAction {
 }
 
 impl NewAction {
-    /// The row as [`insert_actions`] will write it, for the engine to work
-    /// with before it does (the times are the engine's, not the database's).
+    /// The row as [`insert_actions`] writes it, for the engine to work with
+    /// without reading it back (`seq` and the times are the database's).
     pub fn to_row(&self) -> ActionRow {
         let now = Utc::now();
         ActionRow {
@@ -544,7 +544,6 @@ pub struct Carried<'a> {
 /// Inserts the current attempts of actions (of one execution) and the jobs
 /// that run them in one statement, with the moves `carried` of that
 /// execution if any; earlier attempts of the same actions become history.
-/// Answers the actions' rows as inserted.
 pub async fn insert_actions(
     conn: &mut PgConnection,
     account_id: &str,
@@ -552,9 +551,9 @@ pub async fn insert_actions(
     actions: &[NewAction],
     jobs: &[NewJob<'_>],
     carried: Option<Carried<'_>>,
-) -> Result<Vec<ActionRow>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     if actions.is_empty() && carried.is_none() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let column = |f: fn(&NewAction) -> String| actions.iter().map(f).collect::<Vec<_>>();
     // The jobs go in the same statement (parameters from $17 on), when
@@ -600,7 +599,7 @@ pub async fn insert_actions(
          insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
             action_name, run_order, status, input, output, approval_token, timeout_at, revision, error_code, error_message) \
          select $1, $2, execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, \
-            output, approval_token, timeout_at, revision, error_code, error_message from new returning {ACTION_COLUMNS}"
+            output, approval_token, timeout_at, revision, error_code, error_message from new"
     );
     let query = sqlx::query(&statement)
         .bind(account_id)
@@ -633,7 +632,8 @@ pub async fn insert_actions(
             .bind(&c.execution.checking)
             .bind(c.execution.check_due),
     };
-    query.fetch_all(conn).await?.iter().map(ActionRow::from_row).collect()
+    query.execute(conn).await?;
+    Ok(())
 }
 
 /// Where the current attempt of every action of an execution's stage stands.
