@@ -111,7 +111,7 @@ pub struct ServeArgs {
     /// A polled job not acknowledged within this many seconds is queued again with a new nonce.
     #[arg(long, env = "MILLRACE_JOB_ACK_TIMEOUT_SECS", default_value_t = 60)]
     pub job_ack_timeout_secs: u64,
-    /// An acknowledged custom job running longer than this times out and fails its action.
+    /// An acknowledged custom job not finished this many seconds after it was polled times out and fails its action.
     #[arg(long, env = "MILLRACE_JOB_TIMEOUT_SECS", default_value_t = 24 * 3600)]
     pub job_timeout_secs: u64,
     /// Commit job claims (PollForJobs, PollForThirdPartyJobs) without waiting
