@@ -43,8 +43,7 @@ pub async fn poll_for_third_party_jobs(cx: Cx, input: PollForThirdPartyJobsInput
     }
     let mut conn = cx.db().acquire().await?;
     let polled =
-        job_store::poll_third_party(&mut conn, &cx.account_id, id, input.max_batch_size.unwrap_or(1), super::jobs::claim(&cx))
-            .await?;
+        job_store::poll_third_party(&mut conn, &cx.account_id, id, input.max_batch_size.unwrap_or(1), super::jobs::claim(&cx)).await?;
     if !polled.type_live {
         return Err(jobs::type_not_found(id));
     }

@@ -329,7 +329,13 @@ impl Seen {
     /// Writes what is held back with `actions` and `jobs`, in one
     /// statement. They are of the same execution: [`run_with`] flushes
     /// before it steps another.
-    async fn write(&mut self, conn: &mut PgConnection, scope: Scope<'_>, actions: Vec<NewAction>, jobs: &[NewJob<'_>]) -> Result<(), ApiError> {
+    async fn write(
+        &mut self,
+        conn: &mut PgConnection,
+        scope: Scope<'_>,
+        actions: Vec<NewAction>,
+        jobs: &[NewJob<'_>],
+    ) -> Result<(), ApiError> {
         let (mut all, moved) = match self.deferred.take() {
             Some(d) => (d.actions, Some((d.stages, d.execution))),
             None => (Vec::new(), None),
@@ -682,7 +688,8 @@ async fn step_stage(
         // leave this one and enter the next in one statement.
         let next = &decl.stages[i + 1];
         if seen.fresh.contains_key(&e.execution_id) {
-            let entered = ExecutionRow { stage_index: e.stage_index + 1, stage_phase: "Running".into(), updated_at: Utc::now(), ..e.clone() };
+            let entered =
+                ExecutionRow { stage_index: e.stage_index + 1, stage_phase: "Running".into(), updated_at: Utc::now(), ..e.clone() };
             seen.defer_move(&entered, [(stage.name.clone(), "Succeeded"), (next.name.clone(), "InProgress")]);
             return Ok(Step::Moved(entered, Some(Vec::new())));
         }
