@@ -267,7 +267,7 @@ pub struct AcknowledgeJobOutput {
 pub async fn acknowledge(cx: &Cx, job: &JobRow, nonce: &str) -> Result<AcknowledgeJobOutput, ApiError> {
     let mut conn = cx.db().acquire().await?;
     let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: job.job_id, nonce: nonce.to_owned() };
-    if jobs::acknowledge(&mut conn, &[ack], None).await?[0] {
+    if jobs::acknowledge(&mut conn, &[ack], None, cx.app.config.job_timeout).await?[0] {
         return Ok(AcknowledgeJobOutput { status: "InProgress".into() });
     }
     let now = jobs::get(&mut conn, &cx.account_id, job.job_id).await?.ok_or_else(|| job_not_found(&job.job_id.to_string()))?;
@@ -285,8 +285,9 @@ pub async fn acknowledge_job(cx: Cx, input: AcknowledgeJobInput) -> Result<Ackno
     // the caller what is wrong.
     let uuid = Uuid::parse_str(&input.job_id).map_err(|_| job_not_found(&input.job_id))?;
     let ack = jobs::Ack { account_id: cx.account_id.clone(), job_id: uuid, nonce: input.nonce.clone() };
+    let timeout = cx.app.config.job_timeout;
     let acknowledged = shared(&cx, &cx.app.job_lanes.acks, (), ack, 1, move |mut conn, (), acks| async move {
-        let done = jobs::acknowledge(&mut conn, &acks, Some("Custom")).await?;
+        let done = jobs::acknowledge(&mut conn, &acks, Some("Custom"), timeout).await?;
         Ok((conn, done))
     })
     .await?;

@@ -566,10 +566,22 @@ pub struct Ack {
 /// (None: any), several in one statement (`store::batch`), each checked
 /// against its own account: whether each was acknowledged, in their order.
 /// The job's deadline was set when it was claimed ([`POLL`]): changing only
-/// its status lets PostgreSQL update the row in place (migration 0027).
-pub async fn acknowledge(conn: &mut PgConnection, acks: &[Ack], owner: Option<&str>) -> Result<Vec<bool>, sqlx::Error> {
+/// its status lets PostgreSQL update the row in place (migration 0027). A
+/// job claimed without one (before that migration, or by a replica still
+/// running the code before it) gets it here, from `default_timeout` unless
+/// its type's `executor.jobTimeout` says.
+pub async fn acknowledge(
+    conn: &mut PgConnection,
+    acks: &[Ack],
+    owner: Option<&str>,
+    default_timeout: std::time::Duration,
+) -> Result<Vec<bool>, sqlx::Error> {
     let done: Vec<i64> = sqlx::query_scalar(
-        "update job set status = 'InProgress', updated_at = now() \
+        "update job set status = 'InProgress', updated_at = now(), \
+            timeout_at = coalesce(job.timeout_at, now() + make_interval(secs => coalesce( \
+                (select (t.declaration #>> '{executor,jobTimeout}')::double precision from action_type t \
+                 where t.account_id = job.account_id and t.owner = job.owner and t.category = job.category \
+                   and t.provider = job.provider and t.version = job.version), $5))) \
          from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as a(job_id, account_id, nonce, i) \
          where job.job_id = a.job_id and job.account_id = a.account_id and ($4::text is null or job.owner = $4) \
            and job.nonce = a.nonce and job.status = 'Dispatched' \
@@ -579,6 +591,7 @@ pub async fn acknowledge(conn: &mut PgConnection, acks: &[Ack], owner: Option<&s
     .bind(acks.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>())
     .bind(acks.iter().map(|a| a.nonce.as_str()).collect::<Vec<_>>())
     .bind(owner)
+    .bind(default_timeout.as_secs_f64())
     .fetch_all(conn)
     .await?;
     let mut acknowledged = vec![false; acks.len()];

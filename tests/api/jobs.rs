@@ -436,6 +436,18 @@ async fn a_job_never_acknowledged_is_redelivered_with_a_new_nonce() {
 
 #[tokio::test]
 async fn an_acknowledged_job_past_its_timeout_fails_its_action() {
+    acknowledged_job_times_out(false).await;
+}
+
+/// A job claimed before migration 0027 (or by a replica still running the
+/// code before it) has no deadline: its acknowledgement sets one, and it
+/// times out like any other.
+#[tokio::test]
+async fn a_job_claimed_without_a_deadline_gets_one_when_acknowledged() {
+    acknowledged_job_times_out(true).await;
+}
+
+async fn acknowledged_job_times_out(claimed_without_deadline: bool) {
     let mut config = Config::for_tests();
     config.job_timeout = Duration::from_millis(300);
     config.sweep_interval = Duration::from_millis(50);
@@ -445,6 +457,10 @@ async fn an_acknowledged_job_past_its_timeout_fails_its_action() {
     worker_pipeline(&client, "p", false).await;
     let id = start_many(&client, "p", 1).await.remove(0);
     let job = client.poll_for_jobs().action_type_id(worker_type()).send().await.unwrap().jobs()[0].clone();
+    if claimed_without_deadline {
+        let job_id = uuid::Uuid::parse_str(job.id().unwrap()).unwrap();
+        sqlx::query("update job set timeout_at = null where job_id = $1").bind(job_id).execute(&server.pool).await.unwrap();
+    }
     client.acknowledge_job().job_id(job.id().unwrap()).nonce(job.nonce().unwrap()).send().await.unwrap();
     let mut status = None;
     for _ in 0..100 {
