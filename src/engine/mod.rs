@@ -340,13 +340,15 @@ impl Seen {
             Some(d) => (d.actions, Some((d.stages, d.execution))),
             None => (Vec::new(), None),
         };
+        // Held-back actions were recorded as written when they were held back.
+        let held = all.len();
         all.extend(actions);
         let carried = moved.as_ref().filter(|(stages, _)| !stages.is_empty()).map(|(stages, execution)| Carried { stages, execution });
         store::insert_actions(conn, scope.account_id, scope.pipeline, &all, jobs, carried).await?;
         if let Some(first) = all.first()
             && self.fresh.contains_key(&first.execution_id)
         {
-            self.wrote(first.execution_id, all.iter().map(NewAction::to_row).collect());
+            self.wrote(first.execution_id, all[held..].iter().map(NewAction::to_row).collect());
         }
         Ok(())
     }

@@ -105,14 +105,24 @@ macro_rules! queue_of_type {
     };
 }
 
+/// The job timeout, in seconds, that an action type's declaration sets
+/// (`executor.jobTimeout`, integrator model, UpdateActionType), read from
+/// the `action_type` row `$t` (give `""` or `"t."`); null when it sets none.
+macro_rules! declared_job_timeout {
+    ($t:literal) => {
+        concat!("(", $t, "declaration #>> '{executor,jobTimeout}')::double precision")
+    };
+}
+
 /// The statement of [`poll`]: $1 account, $2–$5 action type id, $6 queryParam
 /// key, $7 its value, $8 maxBatchSize, $9 commit without waiting for the WAL
 /// flush, $10 the default job timeout in seconds. Public for the benchmark's
 /// EXPLAIN.
 pub const POLL: &str = concat!(
     "with t as ( \
-            select queryable, case when $9 then set_config('synchronous_commit', 'off', true) end, \
-                coalesce((declaration #>> '{executor,jobTimeout}')::double precision, $10) as timeout \
+            select queryable, case when $9 then set_config('synchronous_commit', 'off', true) end, coalesce(",
+    declared_job_timeout!(""),
+    ", $10) as timeout \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          picked as ( \
@@ -217,8 +227,9 @@ pub async fn poll_third_party(
 ) -> Result<ThirdPartyPoll, sqlx::Error> {
     let (type_live, client_id, jobs): (bool, Option<Uuid>, Vec<Uuid>) = sqlx::query_as(concat!(
         "with t as ( \
-            select case when $7 then set_config('synchronous_commit', 'off', true) end, \
-                coalesce((declaration #>> '{executor,jobTimeout}')::double precision, $8) as timeout \
+            select case when $7 then set_config('synchronous_commit', 'off', true) end, coalesce(",
+        declared_job_timeout!(""),
+        ", $8) as timeout \
             from action_type where account_id = $1 and owner = $2 and category = $3 and provider = $4 \
             and version = $5 and deleted_at is null), \
          c as ( \
@@ -576,17 +587,19 @@ pub async fn acknowledge(
     owner: Option<&str>,
     default_timeout: std::time::Duration,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let done: Vec<i64> = sqlx::query_scalar(
+    let done: Vec<i64> = sqlx::query_scalar(concat!(
         "update job set status = 'InProgress', updated_at = now(), \
             timeout_at = coalesce(job.timeout_at, now() + make_interval(secs => coalesce( \
-                (select (t.declaration #>> '{executor,jobTimeout}')::double precision from action_type t \
+                (select ",
+        declared_job_timeout!("t."),
+        " from action_type t \
                  where t.account_id = job.account_id and t.owner = job.owner and t.category = job.category \
                    and t.provider = job.provider and t.version = job.version), $5))) \
          from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as a(job_id, account_id, nonce, i) \
          where job.job_id = a.job_id and job.account_id = a.account_id and ($4::text is null or job.owner = $4) \
            and job.nonce = a.nonce and job.status = 'Dispatched' \
-         returning a.i",
-    )
+         returning a.i"
+    ))
     .bind(acks.iter().map(|a| a.job_id).collect::<Vec<_>>())
     .bind(acks.iter().map(|a| a.account_id.as_str()).collect::<Vec<_>>())
     .bind(acks.iter().map(|a| a.nonce.as_str()).collect::<Vec<_>>())
