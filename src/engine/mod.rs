@@ -344,11 +344,12 @@ impl Seen {
         let held = all.len();
         all.extend(actions);
         let carried = moved.as_ref().filter(|(stages, _)| !stages.is_empty()).map(|(stages, execution)| Carried { stages, execution });
-        store::insert_actions(conn, scope.account_id, scope.pipeline, &all, jobs, carried).await?;
-        if let Some(first) = all.first()
-            && self.fresh.contains_key(&first.execution_id)
-        {
-            self.wrote(first.execution_id, all[held..].iter().map(NewAction::to_row).collect());
+        // A fresh execution's actions are all first attempts: a retry
+        // makes it no longer fresh.
+        let fresh = all.first().map(|a| a.execution_id).filter(|id| self.fresh.contains_key(id));
+        store::insert_actions(conn, scope.account_id, scope.pipeline, &all, jobs, carried, fresh.is_some()).await?;
+        if let Some(id) = fresh {
+            self.wrote(id, all[held..].iter().map(NewAction::to_row).collect());
         }
         Ok(())
     }

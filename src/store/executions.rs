@@ -543,7 +543,8 @@ pub struct Carried<'a> {
 
 /// Inserts the current attempts of actions (of one execution) and the jobs
 /// that run them in one statement, with the moves `carried` of that
-/// execution if any; earlier attempts of the same actions become history.
+/// execution if any; earlier attempts of the same actions become history,
+/// unless the caller knows there are none (`first_attempts`).
 pub async fn insert_actions(
     conn: &mut PgConnection,
     account_id: &str,
@@ -551,11 +552,15 @@ pub async fn insert_actions(
     actions: &[NewAction],
     jobs: &[NewJob<'_>],
     carried: Option<Carried<'_>>,
+    first_attempts: bool,
 ) -> Result<(), sqlx::Error> {
     if actions.is_empty() && carried.is_none() {
         return Ok(());
     }
-    let column = |f: fn(&NewAction) -> String| actions.iter().map(f).collect::<Vec<_>>();
+    // Bound by reference: the documents are serialized straight from the
+    // engine's values.
+    let column = |f: fn(&NewAction) -> &str| actions.iter().map(f).collect::<Vec<_>>();
+    let document = |f: fn(&NewAction) -> &Value| actions.iter().map(f).collect::<Vec<_>>();
     // The jobs go in the same statement (parameters from $17 on), when
     // there are any; then the moves (parameters after the jobs').
     let mut next = 17;
@@ -588,14 +593,20 @@ pub async fn insert_actions(
             due = p(8),
         )
     };
+    // Looking for earlier attempts costs the statement about a sixth of
+    // its buffers, for nothing in an execution that has just started.
+    let with_earlier = if first_attempts {
+        ""
+    } else {
+        ", earlier as (update action_execution a set current = false from new \
+            where a.account_id = $1 and a.pipeline_name = $2 and a.execution_id = new.execution_id \
+              and a.stage_name = new.stage_name and a.action_name = new.action_name and a.current)"
+    };
     let statement = format!(
         "with {with_jobs}{with_moves}new as (select * from unnest($3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::text[], $8::int[], $9::text[], \
                 $10::jsonb[], $11::jsonb[], $12::uuid[], $13::timestamptz[], $14::jsonb[], $15::text[], $16::text[]) \
             as n(execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, output, \
-                 approval_token, timeout_at, revision, error_code, error_message)), \
-         earlier as (update action_execution a set current = false from new \
-            where a.account_id = $1 and a.pipeline_name = $2 and a.execution_id = new.execution_id \
-              and a.stage_name = new.stage_name and a.action_name = new.action_name and a.current) \
+                 approval_token, timeout_at, revision, error_code, error_message)){with_earlier} \
          insert into action_execution (account_id, pipeline_name, execution_id, action_execution_id, pipeline_version, stage_name, \
             action_name, run_order, status, input, output, approval_token, timeout_at, revision, error_code, error_message) \
          select $1, $2, execution_id, action_execution_id, pipeline_version, stage_name, action_name, run_order, status, input, \
@@ -607,17 +618,17 @@ pub async fn insert_actions(
         .bind(actions.iter().map(|a| a.execution_id).collect::<Vec<_>>())
         .bind(actions.iter().map(|a| a.action_execution_id).collect::<Vec<_>>())
         .bind(actions.iter().map(|a| a.pipeline_version).collect::<Vec<_>>())
-        .bind(column(|a| a.stage_name.to_owned()))
-        .bind(column(|a| a.action_name.to_owned()))
+        .bind(column(|a| &a.stage_name))
+        .bind(column(|a| &a.action_name))
         .bind(actions.iter().map(|a| a.run_order).collect::<Vec<_>>())
-        .bind(column(|a| a.status.to_owned()))
-        .bind(actions.iter().map(|a| a.input.clone()).collect::<Vec<_>>())
-        .bind(actions.iter().map(|a| a.output.clone()).collect::<Vec<_>>())
+        .bind(column(|a| a.status))
+        .bind(document(|a| &a.input))
+        .bind(document(|a| &a.output))
         .bind(actions.iter().map(|a| a.approval_token).collect::<Vec<_>>())
         .bind(actions.iter().map(|a| a.timeout_at).collect::<Vec<_>>())
-        .bind(actions.iter().map(|a| a.revision.clone()).collect::<Vec<_>>())
-        .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0.to_owned())).collect::<Vec<_>>())
-        .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.clone())).collect::<Vec<_>>());
+        .bind(actions.iter().map(|a| a.revision.as_ref()).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.0)).collect::<Vec<_>>())
+        .bind(actions.iter().map(|a| a.error.as_ref().map(|e| e.1.as_str())).collect::<Vec<_>>());
     let query = if jobs.is_empty() { query } else { crate::store::jobs::bind_new(query, jobs) };
     let query = match carried {
         None => query,

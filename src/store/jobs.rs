@@ -61,9 +61,9 @@ pub const NEW_PARAMETERS: usize = 11;
 /// Binds the arrays [`insert_statement`] reads, in its order.
 pub fn bind_new<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    jobs: &[NewJob<'_>],
+    jobs: &'q [NewJob<'_>],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let type_part = |f: fn(&ActionTypeId) -> &str| jobs.iter().map(|j| f(j.type_id).to_owned()).collect::<Vec<_>>();
+    let type_part = |f: fn(&ActionTypeId) -> &str| jobs.iter().map(|j| f(j.type_id)).collect::<Vec<_>>();
     q.bind(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.execution_id).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.action_execution_id).collect::<Vec<_>>())
@@ -71,9 +71,9 @@ pub fn bind_new<'q>(
         .bind(type_part(|t| &t.category))
         .bind(type_part(|t| &t.provider))
         .bind(type_part(|t| &t.version))
-        .bind(jobs.iter().map(|j| j.query_value.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.continuation_token.map(str::to_owned)).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.data.clone()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.query_value.as_deref()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.continuation_token).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| &j.data).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.alone).collect::<Vec<_>>())
 }
 
