@@ -4,12 +4,14 @@
 //! Error types and wording follow what AWS JSON services answer, so SDKs and
 //! users recognise them (e.g. "Signature expired: ... is now earlier than ...").
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, Method, Uri};
 use chrono::Utc;
 
 use super::error::{ApiError, ErrorCode};
 use super::keys::Key;
-use super::sigv4::{self, SigV4Error};
+use super::sigv4::{self, Secret, SigV4Error};
 use crate::App;
 use crate::store::accounts;
 
@@ -38,7 +40,7 @@ pub async fn authenticate(app: &App, method: &Method, uri: &Uri, headers: &Heade
             };
             let secret = app.secrets.open(&sealed, access_key_id.as_bytes())?;
             let secret = String::from_utf8(secret).map_err(|_| ApiError::internal(anyhow::anyhow!("stored secret is not UTF-8")))?;
-            let key = Key { account_id, secret: secret.into() };
+            let key = Key { account_id, secret: Arc::new(Secret::new(secret)) };
             app.keys.put(&access_key_id, key.clone(), read_at);
             key
         }

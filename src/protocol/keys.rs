@@ -16,6 +16,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
+use super::sigv4::Secret;
+
 const CHANNEL: &str = "millrace_access_key";
 /// Bounds memory if many keys are used; a full cache simply starts over.
 const MAX_ENTRIES: usize = 10_000;
@@ -24,7 +26,7 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Clone)]
 pub struct Key {
     pub account_id: String,
-    pub secret: Arc<str>,
+    pub secret: Arc<Secret>,
 }
 
 #[derive(Default)]

@@ -9,7 +9,8 @@
 //!
 //! Invariants:
 //! - The secret access key never appears in an error, a `Debug` rendering or a
-//!   panic message; it only ever flows into [`signing_key`].
+//!   panic message; it only ever flows into [`signing_key`] (through
+//!   [`Secret`], which keeps the key derived last).
 //! - `path` and `query` are taken exactly as they arrived on the wire (still
 //!   percent-encoded, e.g. `Uri::path()` / `Uri::query()`). Do not decode them
 //!   first: for non-S3 services the canonical URI is the wire path encoded once
@@ -30,6 +31,8 @@
 //!   derivation): <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html>
 //! - The (now unpublished) test suite the tests below embed:
 //!   <https://docs.aws.amazon.com/general/latest/gr/signature-v4-test-suite.html>
+
+use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
@@ -341,6 +344,41 @@ pub fn string_to_sign(amz_date: &str, credential: &Credential, canonical_request
     )
 }
 
+/// A secret access key and the signing key derived from it last. Deriving
+/// takes four HMACs, and a client signs all of a day's requests to one
+/// region and service with the same key, so nearly every request reuses it.
+pub struct Secret {
+    secret: Box<str>,
+    derived: Mutex<Option<Derived>>,
+}
+
+/// A signing key and the credential scope it was derived for.
+struct Derived {
+    date: String,
+    region: String,
+    service: String,
+    key: [u8; 32],
+}
+
+impl Secret {
+    pub fn new(secret_access_key: impl Into<Box<str>>) -> Secret {
+        Secret { secret: secret_access_key.into(), derived: Mutex::new(None) }
+    }
+
+    fn signing_key(&self, credential: &Credential) -> [u8; 32] {
+        let (date, region, service) = (&credential.date, &credential.region, &credential.service);
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        match &*derived {
+            Some(d) if &d.date == date && &d.region == region && &d.service == service => d.key,
+            _ => {
+                let key = signing_key(&self.secret, date, region, service);
+                *derived = Some(Derived { date: date.clone(), region: region.clone(), service: service.clone(), key });
+                key
+            }
+        }
+    }
+}
+
 pub fn signing_key(secret_access_key: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_secret = format!("AWS4{secret_access_key}");
     let k_date = hmac_sha256(k_secret.as_bytes(), date.as_bytes());
@@ -394,13 +432,12 @@ pub struct Request<'a> {
 pub fn verify(
     req: &Request<'_>,
     auth: &AuthorizationHeader,
-    secret_access_key: &str,
+    secret: &Secret,
     expected_region: &str,
     expected_service: &str,
     now: DateTime<Utc>,
 ) -> Result<(), SigV4Error> {
-    let request_time = request_time(req.headers)?;
-    let amz_date = request_time.format(AMZ_DATE_FORMAT).to_string();
+    let (request_time, amz_date) = request_time(req.headers)?;
 
     let skew = TimeDelta::minutes(MAX_CLOCK_SKEW_MINUTES);
     if request_time < now - skew || request_time > now + skew {
@@ -458,31 +495,44 @@ pub fn verify(
 
     let creq = canonical_request(req.method, req.path, req.query, req.headers, &names, &payload_hash);
     let sts = string_to_sign(&amz_date, credential, &creq);
-    let key = signing_key(secret_access_key, &credential.date, &credential.region, &credential.service);
+    let key = secret.signing_key(credential);
     // parse_authorization guarantees lowercase hex, so comparing the hex
     // texts is comparing the MACs; both are 64 bytes, so only content varies.
     let expected = sign(&key, &sts);
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) { Ok(()) } else { Err(SigV4Error::SignatureMismatch) }
 }
 
-/// `X-Amz-Date` wins when present (even if broken: falling back to `Date`
-/// would let a client sign one timestamp and have us check another).
-fn request_time(headers: &http::HeaderMap) -> Result<DateTime<Utc>, SigV4Error> {
+/// The request's time, and as `yyyyMMddTHHmmssZ`. `X-Amz-Date` wins when
+/// present (even if broken: falling back to `Date` would let a client sign
+/// one timestamp and have us check another).
+fn request_time(headers: &http::HeaderMap) -> Result<(DateTime<Utc>, String), SigV4Error> {
     if let Some(value) = single_header(headers, "x-amz-date")? {
-        let parsed = NaiveDateTime::parse_from_str(value, AMZ_DATE_FORMAT)
-            .ok()
-            // chrono is lenient about field widths; insist on the exact 16-char form.
-            .filter(|t| t.format(AMZ_DATE_FORMAT).to_string() == value);
-        return parsed
-            .map(|t| t.and_utc())
+        return amz_date(value)
+            .map(|t| (t.and_utc(), value.to_owned()))
             .ok_or_else(|| SigV4Error::BadDate(format!("X-Amz-Date '{}' must be in the form yyyyMMddTHHmmssZ.", shorten(value))));
     }
     if let Some(value) = single_header(headers, "date")? {
         return DateTime::parse_from_rfc2822(value)
-            .map(|t| t.with_timezone(&Utc))
+            .map(|t| {
+                let t = t.with_timezone(&Utc);
+                (t, t.format(AMZ_DATE_FORMAT).to_string())
+            })
             .map_err(|_| SigV4Error::BadDate(format!("Date '{}' must be in the form 'Sun, 06 Nov 1994 08:49:37 GMT'.", shorten(value))));
     }
     Err(SigV4Error::BadDate("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".to_owned()))
+}
+
+/// Exactly `yyyyMMddTHHmmssZ`, read by hand: chrono's format parser is
+/// lenient about field widths and costs more than the rest of a request's
+/// date handling together.
+fn amz_date(value: &str) -> Option<NaiveDateTime> {
+    let b = value.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')));
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(4..6)?, digits(6..8)?)?;
+    date.and_hms_opt(digits(9..11)?, digits(11..13)?, digits(13..15)?)
 }
 
 fn single_header<'h>(headers: &'h http::HeaderMap, name: &str) -> Result<Option<&'h str>, SigV4Error> {
@@ -826,7 +876,7 @@ mod tests {
     }
 
     fn verify_suite(req: &OwnedRequest, auth: &AuthorizationHeader, secret: &str, now: DateTime<Utc>) -> Result<(), SigV4Error> {
-        verify(&req.as_request(), auth, secret, SUITE_REGION, SUITE_SERVICE, now)
+        verify(&req.as_request(), auth, &Secret::new(secret), SUITE_REGION, SUITE_SERVICE, now)
     }
 
     #[test]
@@ -968,8 +1018,11 @@ mod tests {
         );
         let auth = parse_authorization(&header).unwrap();
         let now = Utc.with_ymd_and_hms(2024, 1, 15, 9, 31, 10).unwrap();
-        assert_eq!(verify(&req.as_request(), &auth, SECRET, "us-east-1", "codepipeline", now), Ok(()));
-        assert!(matches!(verify(&req.as_request(), &auth, SECRET, "eu-west-1", "codepipeline", now), Err(SigV4Error::ScopeMismatch(_))));
+        assert_eq!(verify(&req.as_request(), &auth, &Secret::new(SECRET), "us-east-1", "codepipeline", now), Ok(()));
+        assert!(matches!(
+            verify(&req.as_request(), &auth, &Secret::new(SECRET), "eu-west-1", "codepipeline", now),
+            Err(SigV4Error::ScopeMismatch(_))
+        ));
     }
 
     #[test]
@@ -1117,13 +1170,13 @@ mod tests {
         let (req, auth) = suite_request("get-vanilla");
         let now = suite_now();
         let req = req.as_request();
-        assert!(matches!(verify(&req, &auth, SECRET, "us-west-2", SUITE_SERVICE, now), Err(SigV4Error::ScopeMismatch(_))));
-        assert!(matches!(verify(&req, &auth, SECRET, SUITE_REGION, "codepipeline", now), Err(SigV4Error::ScopeMismatch(_))));
+        assert!(matches!(verify(&req, &auth, &Secret::new(SECRET), "us-west-2", SUITE_SERVICE, now), Err(SigV4Error::ScopeMismatch(_))));
+        assert!(matches!(verify(&req, &auth, &Secret::new(SECRET), SUITE_REGION, "codepipeline", now), Err(SigV4Error::ScopeMismatch(_))));
 
         let mut other_day = auth.clone();
         other_day.credential.date = "20150829".into();
         assert_eq!(
-            verify(&req, &other_day, SECRET, SUITE_REGION, SUITE_SERVICE, now),
+            verify(&req, &other_day, &Secret::new(SECRET), SUITE_REGION, SUITE_SERVICE, now),
             Err(SigV4Error::ScopeMismatch(
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '20150829' != '20150830', from '20150830T123600Z'."
                     .into()
@@ -1169,7 +1222,19 @@ mod tests {
         no_date.headers.remove("x-amz-date");
         assert!(matches!(verify_suite(&no_date, &auth, SECRET, now), Err(SigV4Error::BadDate(_))));
 
-        for bad in ["2015-08-30T12:36:00Z", "20150830T123600", "20150830T1236Z", "20151330T123600Z", "+20150830T123600Z"] {
+        for bad in [
+            "2015-08-30T12:36:00Z",
+            "20150830T123600",
+            "20150830T1236Z",
+            "20151330T123600Z",
+            "+20150830T123600Z",
+            "+2015830T123600Z",
+            "20150830T126000Z",
+            "20150830t123600Z",
+            "20150830T123600z",
+            "2015O830T123600Z",
+            "20150830T12 600Z",
+        ] {
             let mut r = parse_req(suite_case("get-vanilla").req);
             r.headers.insert("x-amz-date", HeaderValue::from_static(bad));
             assert!(matches!(verify_suite(&r, &auth, SECRET, now), Err(SigV4Error::BadDate(_))), "{bad}");
@@ -1200,6 +1265,23 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_derives_its_key_again_for_another_scope() {
+        let secret = Secret::new(SECRET);
+        let (req, auth) = suite_request("get-vanilla");
+        let now = suite_now();
+        let other = |region: &str| {
+            let header = sign_request(&req, &["host", "x-amz-date"], SECRET, region, SUITE_SERVICE, SUITE_AMZ_DATE);
+            parse_authorization(&header).unwrap()
+        };
+        for _ in 0..2 {
+            assert_eq!(verify(&req.as_request(), &auth, &secret, SUITE_REGION, SUITE_SERVICE, now), Ok(()));
+            assert_eq!(verify(&req.as_request(), &other("eu-west-1"), &secret, "eu-west-1", SUITE_SERVICE, now), Ok(()));
+        }
+        let wrong = Secret::new(SECRET.replace('K', "k"));
+        assert_eq!(verify(&req.as_request(), &auth, &wrong, SUITE_REGION, SUITE_SERVICE, now), Err(SigV4Error::SignatureMismatch));
+    }
+
+    #[test]
     fn secret_never_appears_in_errors() {
         let (req, auth) = suite_request("post-x-www-form-urlencoded");
         let now = suite_now();
@@ -1209,7 +1291,7 @@ mod tests {
             verify_suite(&req, &auth, "not-the-secret", now),
             verify_suite(&other_secret_req, &auth, SECRET, now),
             verify_suite(&req, &auth, SECRET, now + TimeDelta::days(1)),
-            verify(&req.as_request(), &auth, SECRET, "eu-west-1", SUITE_SERVICE, now),
+            verify(&req.as_request(), &auth, &Secret::new(SECRET), "eu-west-1", SUITE_SERVICE, now),
         ];
         for err in errors {
             let err = err.unwrap_err();
