@@ -1,6 +1,6 @@
 -- The issue's reference point, PostgreSQL alone: a queue table with a
--- partial index on queued rows and 200,000 queued jobs (enough for a 60 s
--- run at this machine's rate). See run.sh.
+-- partial index on queued rows and :jobs queued jobs (run.sh sizes it to
+-- outlast the run). See run.sh.
 set client_min_messages = warning;
 drop table if exists ref_job;
 create table ref_job (
@@ -14,5 +14,5 @@ create table ref_job (
 create index ref_job_queued on ref_job (seq) where status = 'Queued';
 alter table ref_job set (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
                          autovacuum_vacuum_cost_delay = 0);
-insert into ref_job (seq, status, data) select g, 'Queued', '{"a": 1}' from generate_series(1, 200000) g;
+insert into ref_job (seq, status, data) select g, 'Queued', '{"a": 1}' from generate_series(1, :jobs) g;
 vacuum analyze ref_job;
